@@ -1,0 +1,1 @@
+//! Wiring: builds the components from `Config`, hands each its part, and shuts down gracefully.

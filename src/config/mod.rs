@@ -1,0 +1,1 @@
+//! Configuration: defaults -> YAML file or options.json -> environment -> CLI, validated into `Config`.

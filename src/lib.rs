@@ -1,0 +1,7 @@
+//! c300x-bridge: a BTicino Classe 300X (C300X) video intercom as Home Assistant entities.
+//! The map of the crate lives in ARCHITECTURE.md; this file only declares the modules.
+
+pub mod app;
+pub mod config;
+pub mod proto;
+pub mod sim;

@@ -1,0 +1,6 @@
+//! Pure protocol code: bytes and `now` in, bytes, events and deadlines out.
+//! No tokio, no sockets. Shared by the bridge and the simulator.
+
+pub mod h264;
+pub mod rtp;
+pub mod srtp;

@@ -1,0 +1,1 @@
+//! RTP/RTCP packet helpers (RFC 3550, RFC 4585).

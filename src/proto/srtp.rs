@@ -1,0 +1,227 @@
+//! SDES keys (RFC 4568 `a=crypto`) and a thin SRTP/SRTCP wrapper over webrtc-srtp contexts.
+//! Only AES_CM_128_HMAC_SHA1_80 is used by the C300X (c300x-protocol.md §4.1, §4.3); one
+//! `SrtpSession` per direction per medium. Parsing is tolerant: lifetime/MKI suffixes are ignored.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use webrtc_srtp::context::Context;
+use webrtc_srtp::option::{srtcp_replay_protection, srtp_replay_protection};
+use webrtc_srtp::protection_profile::ProtectionProfile;
+
+/// The one crypto suite the C300X offers and accepts.
+pub const SUITE: &str = "AES_CM_128_HMAC_SHA1_80";
+/// Master key + master salt of AES_CM_128: 16 + 14 bytes.
+pub const KEY_LEN: usize = 16;
+pub const SALT_LEN: usize = 14;
+/// Replay window, as the libsrtp 1.x policy the intercom uses (c300x-protocol.md §4.3).
+const REPLAY_WINDOW: usize = 128;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SrtpError {
+    #[error("a=crypto `{0}`: expected `<tag> <suite> inline:<key>`")]
+    Syntax(String),
+    #[error("a=crypto suite `{0}` is not supported (only {SUITE})")]
+    Suite(String),
+    #[error("a=crypto key `{0}` is not base64")]
+    Base64(String),
+    #[error("a=crypto key has {0} bytes, expected 30 (16-byte key + 14-byte salt)")]
+    KeyLength(usize),
+    #[error("SRTP: {0}")]
+    Crypto(String),
+}
+
+/// A 30-byte SDES master key + salt.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SdesKey {
+    bytes: [u8; KEY_LEN + SALT_LEN],
+}
+
+impl std::fmt::Debug for SdesKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys never appear in logs.
+        f.write_str("SdesKey(..)")
+    }
+}
+
+impl SdesKey {
+    /// A fresh random key, as sent in every new offer or answer.
+    pub fn random() -> Self {
+        let mut bytes = [0u8; KEY_LEN + SALT_LEN];
+        rand::fill(&mut bytes[..]);
+        Self { bytes }
+    }
+
+    pub fn from_bytes(raw: &[u8]) -> Result<Self, SrtpError> {
+        let bytes = raw
+            .try_into()
+            .map_err(|_| SrtpError::KeyLength(raw.len()))?;
+        Ok(Self { bytes })
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Parses `inline:<base64>[|lifetime][|MKI:len]`.
+    pub fn from_inline(key_params: &str) -> Result<Self, SrtpError> {
+        let b64 = key_params
+            .trim()
+            .strip_prefix("inline:")
+            .ok_or_else(|| SrtpError::Syntax(key_params.to_owned()))?;
+        let b64 = b64.split('|').next().unwrap_or_default();
+        let raw = STANDARD
+            .decode(b64.trim_end_matches('='))
+            .or_else(|_| STANDARD.decode(b64))
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(b64))
+            .map_err(|_| SrtpError::Base64(b64.to_owned()))?;
+        Self::from_bytes(&raw)
+    }
+
+    /// `inline:<base64>` (40 characters of base64 for 30 bytes).
+    pub fn to_inline(&self) -> String {
+        format!("inline:{}", STANDARD.encode(self.bytes))
+    }
+
+    pub fn master_key(&self) -> &[u8] {
+        &self.bytes[..KEY_LEN]
+    }
+
+    pub fn master_salt(&self) -> &[u8] {
+        &self.bytes[KEY_LEN..]
+    }
+}
+
+/// One parsed `a=crypto` attribute value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CryptoAttribute {
+    pub tag: u32,
+    pub key: SdesKey,
+}
+
+impl CryptoAttribute {
+    /// Parses the value of `a=crypto:` (`1 AES_CM_128_HMAC_SHA1_80 inline:...`).
+    /// Suites other than [`SUITE`] give [`SrtpError::Suite`] so callers can skip them.
+    pub fn parse(value: &str) -> Result<Self, SrtpError> {
+        let mut parts = value.split_ascii_whitespace();
+        let (Some(tag), Some(suite), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(SrtpError::Syntax(value.to_owned()));
+        };
+        let tag = tag
+            .parse()
+            .map_err(|_| SrtpError::Syntax(value.to_owned()))?;
+        if !suite.eq_ignore_ascii_case(SUITE) {
+            return Err(SrtpError::Suite(suite.to_owned()));
+        }
+        Ok(Self {
+            tag,
+            key: SdesKey::from_inline(key)?,
+        })
+    }
+
+    /// The attribute value to write after `a=crypto:`.
+    pub fn to_value(&self) -> String {
+        format!("{} {SUITE} {}", self.tag, self.key.to_inline())
+    }
+}
+
+/// SRTP + SRTCP context for one direction of one medium.
+pub struct SrtpSession {
+    ctx: Context,
+}
+
+impl SrtpSession {
+    pub fn new(key: &SdesKey) -> Result<Self, SrtpError> {
+        let ctx = Context::new(
+            key.master_key(),
+            key.master_salt(),
+            ProtectionProfile::Aes128CmHmacSha1_80,
+            Some(srtp_replay_protection(REPLAY_WINDOW)),
+            Some(srtcp_replay_protection(REPLAY_WINDOW)),
+        )
+        .map_err(|e| SrtpError::Crypto(e.to_string()))?;
+        Ok(Self { ctx })
+    }
+
+    pub fn protect_rtp(&mut self, packet: &[u8]) -> Result<Bytes, SrtpError> {
+        self.ctx
+            .encrypt_rtp(packet)
+            .map_err(|e| SrtpError::Crypto(e.to_string()))
+    }
+
+    pub fn unprotect_rtp(&mut self, packet: &[u8]) -> Result<Bytes, SrtpError> {
+        self.ctx
+            .decrypt_rtp(packet)
+            .map_err(|e| SrtpError::Crypto(e.to_string()))
+    }
+
+    pub fn protect_rtcp(&mut self, packet: &[u8]) -> Result<Bytes, SrtpError> {
+        self.ctx
+            .encrypt_rtcp(packet)
+            .map_err(|e| SrtpError::Crypto(e.to_string()))
+    }
+
+    pub fn unprotect_rtcp(&mut self, packet: &[u8]) -> Result<Bytes, SrtpError> {
+        self.ctx
+            .decrypt_rtcp(packet)
+            .map_err(|e| SrtpError::Crypto(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_round_trip() {
+        let k = SdesKey::random();
+        let s = k.to_inline();
+        assert_eq!(s.len(), "inline:".len() + 40);
+        assert_eq!(SdesKey::from_inline(&s), Ok(k));
+    }
+
+    #[test]
+    fn parses_crypto_with_lifetime_and_mki() {
+        let k = SdesKey::from_bytes(&[7u8; 30]).expect("30 bytes");
+        let v = format!("1 AES_CM_128_HMAC_SHA1_80 {}|2^31|1:1", k.to_inline());
+        let a = CryptoAttribute::parse(&v).expect("valid");
+        assert_eq!(a.tag, 1);
+        assert_eq!(a.key, k);
+    }
+
+    #[test]
+    fn rejects_bad_crypto() {
+        assert!(matches!(
+            CryptoAttribute::parse("1 AES_256_CM_HMAC_SHA1_80 inline:AAAA"),
+            Err(SrtpError::Suite(_))
+        ));
+        assert!(matches!(
+            CryptoAttribute::parse("1 AES_CM_128_HMAC_SHA1_80 inline:AAAA"),
+            Err(SrtpError::KeyLength(3))
+        ));
+        assert!(matches!(
+            CryptoAttribute::parse("1 AES_CM_128_HMAC_SHA1_80 inline:!!!"),
+            Err(SrtpError::Base64(_))
+        ));
+        assert!(matches!(
+            CryptoAttribute::parse("x AES_CM_128_HMAC_SHA1_80"),
+            Err(SrtpError::Syntax(_))
+        ));
+    }
+
+    #[test]
+    fn protect_then_unprotect() {
+        let key = SdesKey::random();
+        let mut tx = SrtpSession::new(&key).expect("ctx");
+        let mut rx = SrtpSession::new(&key).expect("ctx");
+        // RTP v2, PT 96, seq 1, ts 0, SSRC 0x01020304, payload "hello".
+        let mut pkt = vec![0x80, 96, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4];
+        pkt.extend_from_slice(b"hello");
+        let enc = tx.protect_rtp(&pkt).expect("protect");
+        assert_eq!(enc.len(), pkt.len() + 10);
+        assert_ne!(&enc[12..17], b"hello");
+        assert_eq!(&rx.unprotect_rtp(&enc).expect("unprotect")[..], &pkt[..]);
+        let mut wrong = SrtpSession::new(&SdesKey::random()).expect("ctx");
+        assert!(wrong.unprotect_rtp(&enc).is_err());
+    }
+}
