@@ -1,2 +1,268 @@
 //! The `c300x-bridge` command line: run | demo | sim | config | check.
-fn main() {}
+//! Exit codes: 0 ok, 1 runtime failure, 2 bad configuration (one line naming the key).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use c300x_bridge::app;
+use c300x_bridge::config::{self, Config, Sources};
+use c300x_bridge::sim::{SimConfig, Simulator};
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "c300x-bridge",
+    version,
+    about = "BTicino Classe 300X intercom → Home Assistant (MQTT, RTSP, HLS)"
+)]
+struct Cli {
+    #[command(flatten)]
+    sources: SourceArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the configuration comes from (lowest priority first: options.json, file, env, flags).
+#[derive(Args, Debug)]
+struct SourceArgs {
+    /// A YAML configuration file.
+    #[arg(long, global = true, env = "C300X_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The Home Assistant add-on options (normally /data/options.json).
+    #[arg(long, global = true, env = "C300X_OPTIONS_JSON", value_name = "FILE")]
+    options: Option<PathBuf>,
+    /// Override one option, e.g. `--set linger_seconds=30` (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Shorthand for `--set intercom_host=…`.
+    #[arg(long, global = true)]
+    intercom_host: Option<String>,
+    /// Shorthand for `--set sip_domain=…`.
+    #[arg(long, global = true)]
+    sip_domain: Option<String>,
+    /// Shorthand for `--set log_level=…`.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the bridge against a real intercom.
+    Run,
+    /// Run the built-in C300X simulator and the bridge together: no intercom needed.
+    Demo,
+    /// Run the C300X simulator alone, for a bridge (or any SIP client) to talk to.
+    Sim(SimArgs),
+    /// Show the effective configuration (passwords masked).
+    Config {
+        /// Print it (the default and only action).
+        #[arg(long)]
+        print: bool,
+    },
+    /// Check the intercom set-up step by step (SIP reachability, registration, test call).
+    Check,
+}
+
+#[derive(Args, Debug)]
+struct SimArgs {
+    /// SIP port (TCP and UDP).
+    #[arg(long, default_value_t = 5060)]
+    sip_port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// The flexisip domain the simulated unit serves.
+    #[arg(long, default_value = "1234567.bs.iotleg.com")]
+    domain: String,
+    /// Delay between 180 Ringing and 200 OK, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    answer_delay_ms: u64,
+    /// Hang up a call after this many seconds without RTP from the bridge.
+    #[arg(long, default_value_t = 30)]
+    no_rtp_timeout: u64,
+    /// Press the doorbell of panel 20 every N seconds (0 = never).
+    #[arg(long, default_value_t = 0)]
+    ring_every: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let sources = match sources(&cli.sources) {
+        Ok(s) => s,
+        Err(e) => return config_error(&e),
+    };
+    let cfg = match config::load(&sources) {
+        Ok(c) => c,
+        Err(e) => return config_error(&e),
+    };
+    if let Command::Config { .. } = cli.command {
+        print!("{}", cfg.to_masked_yaml());
+        return ExitCode::SUCCESS;
+    }
+    if matches!(cli.command, Command::Run | Command::Check)
+        && let Err(e) = cfg.require_intercom()
+    {
+        return config_error(&e);
+    }
+    init_tracing(&cfg);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        let shutdown = shutdown_on_signal();
+        match cli.command {
+            Command::Run => app::run(cfg, shutdown).await.map_err(anyhow::Error::from),
+            Command::Demo => demo(cfg, shutdown).await,
+            Command::Sim(args) => sim(args, shutdown).await,
+            Command::Check => {
+                eprintln!("check: not available yet (it arrives with the SIP user agent)");
+                Ok(())
+            }
+            Command::Config { .. } => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn sources(args: &SourceArgs) -> Result<Sources, config::ConfigError> {
+    let mut cli = Vec::new();
+    for kv in &args.set {
+        let Some((k, v)) = kv.split_once('=') else {
+            return Err(config::ConfigError::Invalid {
+                key: "--set".to_owned(),
+                value: kv.clone(),
+                origin: config::Origin::Cli,
+                allowed: "expected KEY=VALUE, e.g. --set linger_seconds=30".to_owned(),
+            });
+        };
+        cli.push((k.trim().to_owned(), v.to_owned()));
+    }
+    for (key, v) in [
+        ("intercom_host", &args.intercom_host),
+        ("sip_domain", &args.sip_domain),
+        ("log_level", &args.log_level),
+    ] {
+        if let Some(v) = v {
+            cli.push((key.to_owned(), v.clone()));
+        }
+    }
+    Ok(Sources::from_process_env(
+        args.config.clone(),
+        args.options.clone(),
+        cli,
+    ))
+}
+
+fn config_error(e: &config::ConfigError) -> ExitCode {
+    eprintln!("config error: {e}");
+    ExitCode::from(2)
+}
+
+fn init_tracing(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("c300x_bridge={0},{0}", cfg.log_level.as_str()))
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+/// Cancelled on Ctrl-C or SIGTERM; everything shuts down from this one token.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        t.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+        t.cancel();
+    });
+    token
+}
+
+async fn demo(mut cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let sim = Simulator::start(SimConfig::default()).await?;
+    let addr = sim.sip_addr();
+    cfg.intercom_host = Some(addr.ip().to_string());
+    cfg.intercom_sip_port = addr.port();
+    cfg.sip_domain = Some(sim.domain().to_owned());
+    cfg.advertise_address.get_or_insert(addr.ip());
+    println!(
+        "c300x-bridge demo: a simulated C300X is answering at sip:{addr} (domain {})",
+        sim.domain()
+    );
+    for line in app::endpoints(&cfg) {
+        println!("  {line}");
+    }
+    println!("Press Ctrl-C to stop.");
+    let result = app::run(cfg, shutdown).await;
+    sim.shutdown().await;
+    Ok(result?)
+}
+
+async fn sim(args: SimArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let cfg = SimConfig {
+        domain: args.domain,
+        bind: SocketAddr::new(args.bind, args.sip_port),
+        answer_delay: Duration::from_millis(args.answer_delay_ms),
+        no_rtp_timeout: Duration::from_secs(args.no_rtp_timeout.max(1)),
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start(cfg).await?;
+    println!(
+        "C300X simulator: SIP over TCP and UDP at sip:{} (domain {})",
+        sim.sip_addr(),
+        sim.domain()
+    );
+    println!("Point a bridge at it with:");
+    for (k, v) in sim.bridge_settings() {
+        println!("  {k}: {v}");
+    }
+    println!("Press Ctrl-C to stop.");
+    let mut ticker =
+        (args.ring_every > 0).then(|| tokio::time::interval(Duration::from_secs(args.ring_every)));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = async { if let Some(t) = ticker.as_mut() { t.tick().await; } else { std::future::pending::<()>().await } } => {
+                match sim.ring(20).await {
+                    Ok(r) => println!("ring: INVITE to alluser sent to {} contact(s)", r.forks),
+                    Err(e) => println!("ring: {e}"),
+                }
+            }
+        }
+    }
+    sim.shutdown().await;
+    Ok(())
+}

@@ -32,8 +32,25 @@ pub struct SimStats {
     pub rings_sent: AtomicU64,
     /// H.264 IDR frames sent (each preceded by SPS and PPS).
     pub idrs_sent: AtomicU64,
+    /// Simulated reboots (registrations and connections dropped).
+    pub restarts: AtomicU64,
+    /// Every in-dialog ACK/BYE from the bridge, to check routing (c300x-protocol.md §4.2).
+    pub in_dialog: Mutex<Vec<InDialogRequest>>,
     /// Every MESSAGE body received, in order, with its arrival time.
     pub messages: Mutex<Vec<ReceivedMessage>>,
+}
+
+/// How an in-dialog request from the bridge reached the unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InDialogRequest {
+    pub method: String,
+    /// The Request-URI (should be the loopback Contact from the 200 OK).
+    pub uri: String,
+    /// The Route header values in order (should be the reversed Record-Route set).
+    pub routes: Vec<String>,
+    pub call_id: String,
+    /// Whether it arrived on the connection (or UDP peer) the INVITE came on.
+    pub same_flow: bool,
 }
 
 /// One SIP MESSAGE body as the simulator received it.
@@ -59,6 +76,10 @@ impl SimStats {
             .lock()
             .map(|m| m.iter().map(|r| r.body.clone()).collect())
             .unwrap_or_default()
+    }
+
+    pub fn in_dialog(&self) -> Vec<InDialogRequest> {
+        self.in_dialog.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
     pub fn messages(&self) -> Vec<ReceivedMessage> {

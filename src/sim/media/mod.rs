@@ -1,15 +1,30 @@
 //! The simulator's media for one view call: SRTP H.264 + Speex to the bridge, SRTCP sender
 //! reports, and the receive side that decrypts the bridge's RTP/RTCP (keep-alive, PLI).
-//! Follows c300x-protocol.md §4–§5 and §10. (Interface fixed; implementation in progress.)
+//! Follows c300x-protocol.md §4–§5 and §10: RTCP on RTP + 1, no mux, one SRTP context per
+//! direction per medium. Tasks: one receive task, one sender task per medium, one encoder thread
+//! per medium (ffmpeg runs off the tokio runtime).
 
-use std::net::IpAddr;
+mod audio;
+mod outgoing;
+mod receive;
+mod video;
+
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
-use crate::proto::srtp::SdesKey;
+use crate::proto::srtp::{SdesKey, SrtpError, SrtpSession};
 use crate::sim::stats::{Faults, SimStats};
+
+use outgoing::{RtpStream, StreamParams};
+
+/// Attempts at finding a free even/odd port pair before giving up.
+const PORT_PAIR_ATTEMPTS: usize = 64;
 
 /// RTP ports the simulator announces in its answer; RTCP is RTP + 1 (no `a=rtcp`, no mux).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,14 +36,67 @@ pub struct MediaPorts {
 /// UDP sockets bound before the 200 OK is sent, so the answer can carry their ports.
 pub struct BoundMedia {
     pub ports: MediaPorts,
+    sockets: MediaSockets,
+}
+
+/// The four sockets of one call.
+struct MediaSockets {
+    audio_rtp: Arc<UdpSocket>,
+    audio_rtcp: Arc<UdpSocket>,
+    video_rtp: Arc<UdpSocket>,
+    video_rtcp: Arc<UdpSocket>,
 }
 
 impl BoundMedia {
     /// Binds four UDP sockets on `ip`: audio RTP (even port), audio RTCP (+1), video RTP (even),
     /// video RTCP (+1). Ports are ephemeral, like the real unit's (e.g. 28836 and 5788).
-    pub async fn bind(_ip: IpAddr) -> std::io::Result<Self> {
-        todo!()
+    pub async fn bind(ip: IpAddr) -> std::io::Result<Self> {
+        let (audio_rtp, audio_rtcp) = bind_pair(ip).await?;
+        let (video_rtp, video_rtcp) = bind_pair(ip).await?;
+        let ports = MediaPorts {
+            audio: audio_rtp.local_addr()?.port(),
+            video: video_rtp.local_addr()?.port(),
+        };
+        Ok(Self {
+            ports,
+            sockets: MediaSockets {
+                audio_rtp: Arc::new(audio_rtp),
+                audio_rtcp: Arc::new(audio_rtcp),
+                video_rtp: Arc::new(video_rtp),
+                video_rtcp: Arc::new(video_rtcp),
+            },
+        })
     }
+}
+
+/// An RTP socket on an even ephemeral port and its RTCP socket on the next (odd) port.
+async fn bind_pair(ip: IpAddr) -> std::io::Result<(UdpSocket, UdpSocket)> {
+    for _ in 0..PORT_PAIR_ATTEMPTS {
+        let first = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+        let port = first.local_addr()?.port();
+        // Keep `first` bound while trying its partner, so no one else takes it meanwhile.
+        let pair = if port % 2 == 0 {
+            match port.checked_add(1) {
+                Some(odd) => UdpSocket::bind(SocketAddr::new(ip, odd))
+                    .await
+                    .ok()
+                    .map(|rtcp| (first, rtcp)),
+                None => None,
+            }
+        } else {
+            UdpSocket::bind(SocketAddr::new(ip, port - 1))
+                .await
+                .ok()
+                .map(|rtp| (rtp, first))
+        };
+        if let Some(pair) = pair {
+            return Ok(pair);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        format!("no free even/odd UDP port pair on {ip} after {PORT_PAIR_ATTEMPTS} attempts"),
+    ))
 }
 
 /// What the offer/answer exchange decided, from the simulator's point of view.
@@ -59,19 +127,120 @@ pub enum MediaEnd {
     NoRtpFromBridge,
 }
 
+/// Errors inside the media tasks; they are logged, never propagated as panics.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum MediaError {
+    #[error("SRTP context for {medium}: {source}")]
+    Srtp {
+        medium: &'static str,
+        source: SrtpError,
+    },
+    #[error("ffmpeg has no {0} encoder")]
+    NoEncoder(&'static str),
+    #[error("ffmpeg {what}: {source}")]
+    Ffmpeg {
+        what: &'static str,
+        source: ffmpeg_next::Error,
+    },
+}
+
+impl MediaError {
+    pub(crate) fn ffmpeg(what: &'static str) -> impl FnOnce(ffmpeg_next::Error) -> Self {
+        move |source| Self::Ffmpeg { what, source }
+    }
+}
+
 /// A running media session; dropping it (or `stop`) ends all its tasks.
-pub struct MediaSession {}
+pub struct MediaSession {
+    /// Cancels everything: receive task, senders, encoder threads.
+    session: CancellationToken,
+}
 
 impl MediaSession {
+    /// Starts sending and receiving. Must be called inside a tokio runtime (the sockets of
+    /// `bound` already belong to one).
     pub fn start(
-        _bound: BoundMedia,
-        _plan: MediaPlan,
-        _stats: Arc<SimStats>,
-        _faults: Arc<Faults>,
+        bound: BoundMedia,
+        plan: MediaPlan,
+        stats: Arc<SimStats>,
+        faults: Arc<Faults>,
     ) -> (Self, oneshot::Receiver<MediaEnd>) {
-        todo!()
+        let (end_tx, end_rx) = oneshot::channel();
+        let session = CancellationToken::new();
+        // Senders stop on their own after a no-RTP timeout; the receive side runs until stop.
+        let sending = session.child_token();
+        let force_idr = Arc::new(AtomicBool::new(false));
+        let s = bound.sockets;
+
+        match start_senders(&s, &plan, &stats, &faults, &sending, &force_idr) {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "simulator media: cannot start senders");
+                sending.cancel();
+            }
+        }
+        match receive::Receiver::new(&s, &plan, stats, force_idr) {
+            Ok(rx) => {
+                tokio::spawn(rx.run(plan.no_rtp_timeout, session.clone(), sending, end_tx));
+            }
+            Err(e) => tracing::error!(error = %e, "simulator media: cannot start receiver"),
+        }
+        (Self { session }, end_rx)
     }
 
     /// Ends the session: stops sending, closes the sockets.
-    pub fn stop(self) {}
+    pub fn stop(self) {
+        self.session.cancel();
+    }
+}
+
+impl Drop for MediaSession {
+    fn drop(&mut self) {
+        self.session.cancel();
+    }
+}
+
+fn start_senders(
+    s: &MediaSockets,
+    plan: &MediaPlan,
+    stats: &Arc<SimStats>,
+    faults: &Arc<Faults>,
+    sending: &CancellationToken,
+    force_idr: &Arc<AtomicBool>,
+) -> Result<(), MediaError> {
+    let audio = RtpStream::new(StreamParams {
+        medium: "audio",
+        rtp_socket: s.audio_rtp.clone(),
+        rtcp_socket: s.audio_rtcp.clone(),
+        remote: SocketAddr::new(plan.remote_ip, plan.remote_audio_port),
+        payload_type: plan.audio_pt,
+        clock_rate: audio::CLOCK_RATE,
+        key: &plan.local_audio_key,
+        faults: faults.clone(),
+    })?;
+    let video = RtpStream::new(StreamParams {
+        medium: "video",
+        rtp_socket: s.video_rtp.clone(),
+        rtcp_socket: s.video_rtcp.clone(),
+        remote: SocketAddr::new(plan.remote_ip, plan.remote_video_port),
+        payload_type: plan.video_pt,
+        clock_rate: video::CLOCK_RATE,
+        key: &plan.local_video_key,
+        faults: faults.clone(),
+    })?;
+    let audio_frames = audio::spawn_encoder(sending.clone());
+    tokio::spawn(audio::run_sender(audio, audio_frames, sending.clone()));
+    let video_frames = video::spawn_encoder(force_idr.clone(), sending.clone());
+    tokio::spawn(video::run_sender(
+        video,
+        video_frames,
+        stats.clone(),
+        sending.clone(),
+    ));
+    Ok(())
+}
+
+/// A fresh SRTP context, with the medium named in the error.
+fn srtp_session(medium: &'static str, key: &SdesKey) -> Result<SrtpSession, MediaError> {
+    SrtpSession::new(key).map_err(|source| MediaError::Srtp { medium, source })
 }

@@ -1,0 +1,6 @@
+//! Integration tests (one binary): real sockets on 127.0.0.1, real peers.
+
+mod cli;
+mod sim_media;
+mod sim_sip;
+mod sip_peer;
