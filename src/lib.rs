@@ -3,5 +3,6 @@
 
 pub mod app;
 pub mod config;
+pub mod intercom;
 pub mod proto;
 pub mod sim;

@@ -2,5 +2,7 @@
 //! No tokio, no sockets. Shared by the bridge and the simulator.
 
 pub mod h264;
+pub mod openwebnet;
 pub mod rtp;
+pub mod sdp;
 pub mod srtp;

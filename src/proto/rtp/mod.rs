@@ -2,6 +2,7 @@
 //! and a compound RTCP parser. Pure code: no sockets, no SRTP (see `proto::srtp`).
 
 pub mod header;
+pub mod reorder;
 pub mod rtcp;
 
 pub use header::{RtpError, RtpHeader, RtpPacket};

@@ -1,0 +1,212 @@
+//! RTP/RTCP port pairs for concurrent view calls from `rtp_port_min..=rtp_port_max` (RFC 3550
+//! §11: RTP on an even port, RTCP on the next odd one) and the four sockets of one call, bound
+//! before the INVITE so the offer can carry them (c300x-protocol.md §4.2). No media here.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::MediaError;
+
+/// Allocates even/odd port pairs; cheap to clone, shared by all calls.
+#[derive(Clone, Debug)]
+pub struct PortPool {
+    inner: Arc<PoolInner>,
+}
+
+#[derive(Debug)]
+struct PoolInner {
+    /// First even port of the range.
+    min: u16,
+    max: u16,
+    state: Mutex<PoolState>,
+}
+
+#[derive(Debug, Default)]
+struct PoolState {
+    /// RTP ports (even) of the pairs leased to calls.
+    in_use: BTreeSet<u16>,
+    /// Where the next search starts, so a freed pair is not handed out again at once (stray
+    /// packets of the old call would then fail SRTP in the new one).
+    cursor: u16,
+}
+
+impl PortPool {
+    /// The range from the config keys `rtp_port_min`/`rtp_port_max` (validated there: `min` is
+    /// even and the range holds at least one call). An odd `min` is rounded up.
+    pub fn new(rtp_port_min: u16, rtp_port_max: u16) -> Self {
+        let min = rtp_port_min.saturating_add(rtp_port_min % 2);
+        Self {
+            inner: Arc::new(PoolInner {
+                min,
+                max: rtp_port_max,
+                state: Mutex::new(PoolState {
+                    in_use: BTreeSet::new(),
+                    cursor: min,
+                }),
+            }),
+        }
+    }
+
+    /// The configured range.
+    pub fn range(&self) -> (u16, u16) {
+        (self.inner.min, self.inner.max)
+    }
+
+    /// Pairs currently leased to calls.
+    pub fn pairs_in_use(&self) -> usize {
+        self.inner.lock().in_use.len()
+    }
+
+    /// Binds an RTP socket on a free even port of the range and RTCP on the next port. Ports
+    /// that another program holds are skipped.
+    pub(super) fn bind_pair(&self, ip: IpAddr) -> Result<PortPair, MediaError> {
+        let (min, max) = self.range();
+        let mut state = self.inner.lock();
+        let bases: Vec<u16> = (u32::from(min)..u32::from(max))
+            .step_by(2)
+            .filter_map(|p| u16::try_from(p).ok())
+            .collect();
+        let start = bases
+            .iter()
+            .position(|&p| p >= state.cursor)
+            .unwrap_or_default();
+        let mut busy_elsewhere = 0usize;
+        for &base in bases[start..].iter().chain(&bases[..start]) {
+            if state.in_use.contains(&base) {
+                continue;
+            }
+            match bind_two(ip, base) {
+                Ok((rtp, rtcp)) => {
+                    state.in_use.insert(base);
+                    state.cursor = base.saturating_add(2);
+                    return Ok(PortPair {
+                        rtp,
+                        rtcp,
+                        lease: PortLease {
+                            pool: self.inner.clone(),
+                            base,
+                        },
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => busy_elsewhere += 1,
+                Err(source) => {
+                    return Err(MediaError::Bind {
+                        addr: SocketAddr::new(ip, base),
+                        source,
+                    });
+                }
+            }
+        }
+        Err(MediaError::PortsExhausted {
+            ip,
+            min,
+            max,
+            in_use: state.in_use.len(),
+            busy_elsewhere,
+        })
+    }
+}
+
+impl PoolInner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        // The state stays consistent even if a holder panicked: one insert or remove at a time.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn bind_two(ip: IpAddr, base: u16) -> io::Result<(UdpSocket, UdpSocket)> {
+    let rtp = UdpSocket::bind(SocketAddr::new(ip, base))?;
+    let rtcp = UdpSocket::bind(SocketAddr::new(ip, base + 1))?;
+    rtp.set_nonblocking(true)?;
+    rtcp.set_nonblocking(true)?;
+    Ok((rtp, rtcp))
+}
+
+/// Gives a pair back to the pool when dropped (after its sockets: see field order below).
+#[derive(Debug)]
+struct PortLease {
+    pool: Arc<PoolInner>,
+    base: u16,
+}
+
+impl Drop for PortLease {
+    fn drop(&mut self) {
+        self.pool.lock().in_use.remove(&self.base);
+    }
+}
+
+/// An RTP socket, its RTCP socket and the lease on their ports.
+#[derive(Debug)]
+pub(super) struct PortPair {
+    // Field order matters: sockets close before the lease returns the ports.
+    pub(super) rtp: UdpSocket,
+    pub(super) rtcp: UdpSocket,
+    lease: PortLease,
+}
+
+impl PortPair {
+    pub(super) fn port(&self) -> u16 {
+        self.lease.base
+    }
+
+    /// Converts to tokio sockets (needs a runtime); the lease travels along.
+    pub(super) fn into_tokio(self) -> Result<TokioPair, MediaError> {
+        let port = self.port();
+        let convert = |s: UdpSocket, port: u16| {
+            tokio::net::UdpSocket::from_std(s).map_err(|source| MediaError::Socket { port, source })
+        };
+        Ok(TokioPair {
+            rtp: convert(self.rtp, port)?,
+            rtcp: convert(self.rtcp, port + 1)?,
+            lease: self.lease,
+        })
+    }
+}
+
+/// The tokio form of a [`PortPair`], owned by one media task.
+#[derive(Debug)]
+pub(super) struct TokioPair {
+    pub(super) rtp: tokio::net::UdpSocket,
+    pub(super) rtcp: tokio::net::UdpSocket,
+    lease: PortLease,
+}
+
+impl TokioPair {
+    pub(super) fn port(&self) -> u16 {
+        self.lease.base
+    }
+}
+
+/// The four sockets of one call: audio RTP/RTCP and video RTP/RTCP, bound before the INVITE.
+/// Dropping them (or the `CallMedia` they go into) frees the ports.
+#[derive(Debug)]
+pub struct CallSockets {
+    pub(super) ip: IpAddr,
+    pub(super) audio: PortPair,
+    pub(super) video: PortPair,
+}
+
+impl CallSockets {
+    /// Binds two port pairs from `pool` on `ip` (the address our SDP offer announces).
+    pub fn bind(ip: IpAddr, pool: &PortPool) -> Result<Self, MediaError> {
+        let audio = pool.bind_pair(ip)?;
+        let video = pool.bind_pair(ip)?;
+        Ok(Self { ip, audio, video })
+    }
+
+    /// The audio RTP port for the offer's `m=audio` line (RTCP is this + 1).
+    pub fn audio_port(&self) -> u16 {
+        self.audio.port()
+    }
+
+    /// The video RTP port for the offer's `m=video` line (RTCP is this + 1).
+    pub fn video_port(&self) -> u16 {
+        self.video.port()
+    }
+
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}

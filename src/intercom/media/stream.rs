@@ -1,0 +1,464 @@
+//! The task that owns one medium's RTP + RTCP sockets: unprotects what the intercom sends,
+//! reorders it and forwards it; sends our keep-alive (silence every 20 ms for audio), an RR every
+//! 1 s, and for video PLIs until a keyframe arrives (c300x-protocol.md §4.3, §5; RFC 4585 §6.3.1).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Notify, mpsc};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::ports::TokioPair;
+use super::reception::Reception;
+use super::{MediaKind, MediaPacket, Shared, StreamCounters, add};
+use crate::proto::h264;
+use crate::proto::rtp::reorder::{Pushed, ReorderBuffer};
+use crate::proto::rtp::rtcp::{self, RtcpPacket};
+use crate::proto::rtp::{RtpHeader, RtpPacket};
+use crate::proto::srtp::SrtpSession;
+
+const MAX_DATAGRAM: usize = 2048;
+/// Speex narrowband frame time and its timestamp step at 8 kHz (§10).
+const SILENCE_INTERVAL: Duration = Duration::from_millis(20);
+const SILENCE_TS_STEP: u32 = 160;
+/// A Speex NB frame in sub-mode 0 ("silence", 5 bits 0) padded with zero bits: the 1-byte
+/// payload memphi2/ha-bticino-c300x sends and the unit accepts (§5).
+const SPEEX_SILENCE: [u8; 1] = [0x00];
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+const PLI_REPEAT: Duration = Duration::from_millis(500);
+const AUDIO_CLOCK: u32 = 8_000;
+const VIDEO_CLOCK: u32 = 90_000;
+/// SDES CNAME in our compound RTCP (RFC 3550 §6.1 wants one in every compound packet).
+const CNAME: &[u8] = b"c300x-bridge";
+const PT_SDES: u8 = 202;
+
+pub(super) struct Params {
+    pub kind: MediaKind,
+    pub pair: TokioPair,
+    pub rtp_dest: SocketAddr,
+    pub rtcp_dest: SocketAddr,
+    pub payload_type: u8,
+    /// Unprotects the intercom's packets (its answer key).
+    pub rx: SrtpSession,
+    /// Protects ours (our offered key).
+    pub tx: SrtpSession,
+}
+
+pub(super) struct StreamTask {
+    p: Params,
+    shared: Arc<Shared>,
+    out: mpsc::Sender<MediaPacket>,
+    keyframe_request: Arc<Notify>,
+    reorder: ReorderBuffer<MediaPacket>,
+    reception: Reception,
+    /// The intercom's SSRC on this medium, from its first authentic packet.
+    remote_ssrc: Option<u32>,
+    /// Our SSRC, sequence and timestamp for silence and reports (RFC 3550 §5.1: random).
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    /// Video: when the next PLI is due while no keyframe has arrived since the last request.
+    next_pli: Option<Instant>,
+    warned_auth: bool,
+}
+
+/// What woke the task.
+enum Wake {
+    Cancelled,
+    Rtp(std::io::Result<usize>),
+    Rtcp(std::io::Result<usize>),
+    Silence,
+    Report,
+    Pli,
+    KeyframeRequest,
+    Reorder,
+}
+
+impl StreamTask {
+    pub(super) fn new(
+        p: Params,
+        shared: Arc<Shared>,
+        out: mpsc::Sender<MediaPacket>,
+        keyframe_request: Arc<Notify>,
+    ) -> Self {
+        let clock = match p.kind {
+            MediaKind::Audio => AUDIO_CLOCK,
+            MediaKind::Video => VIDEO_CLOCK,
+        };
+        let next_pli = (p.kind == MediaKind::Video).then(Instant::now);
+        Self {
+            p,
+            shared,
+            out,
+            keyframe_request,
+            reorder: ReorderBuffer::default(),
+            reception: Reception::new(clock),
+            remote_ssrc: None,
+            ssrc: rand::random(),
+            seq: rand::random(),
+            ts: rand::random(),
+            next_pli,
+            warned_auth: false,
+        }
+    }
+
+    fn counters(&self) -> &StreamCounters {
+        self.shared.counters(self.p.kind)
+    }
+
+    pub(super) async fn run(mut self, cancel: CancellationToken) {
+        let mut rtp_buf = vec![0u8; MAX_DATAGRAM];
+        let mut rtcp_buf = vec![0u8; MAX_DATAGRAM];
+        let mut silence = tokio::time::interval(SILENCE_INTERVAL);
+        silence.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut report = tokio::time::interval(REPORT_INTERVAL);
+        report.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let is_audio = self.p.kind == MediaKind::Audio;
+        let is_video = !is_audio;
+        loop {
+            let reorder_at = self.reorder.poll_timeout().map(Instant::from_std);
+            let pli_at = self.next_pli;
+            let wake = tokio::select! {
+                () = cancel.cancelled() => Wake::Cancelled,
+                r = self.p.pair.rtp.recv_from(&mut rtp_buf) => Wake::Rtp(r.map(|(n, _)| n)),
+                r = self.p.pair.rtcp.recv_from(&mut rtcp_buf) => Wake::Rtcp(r.map(|(n, _)| n)),
+                _ = silence.tick(), if is_audio => Wake::Silence,
+                _ = report.tick() => Wake::Report,
+                () = sleep_until(pli_at), if is_video && pli_at.is_some() => Wake::Pli,
+                () = self.keyframe_request.notified(), if is_video => Wake::KeyframeRequest,
+                () = sleep_until(reorder_at), if reorder_at.is_some() => Wake::Reorder,
+            };
+            match wake {
+                Wake::Cancelled => break,
+                Wake::Rtp(Ok(n)) => {
+                    let datagram = rtp_buf.get(..n).unwrap_or_default();
+                    self.on_rtp_port(datagram);
+                }
+                Wake::Rtcp(Ok(n)) => {
+                    let datagram = rtcp_buf.get(..n).unwrap_or_default();
+                    self.on_rtcp(datagram);
+                }
+                // ICMP errors can surface on recv; the socket stays usable.
+                Wake::Rtp(Err(e)) | Wake::Rtcp(Err(e)) => {
+                    tracing::debug!(medium = %self.p.kind, error = %e, "media recv");
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Wake::Silence => self.send_silence().await,
+                Wake::Report => self.send_report(false).await,
+                Wake::Pli => self.send_report(true).await,
+                Wake::KeyframeRequest => {
+                    self.next_pli = Some(Instant::now());
+                }
+                Wake::Reorder => {
+                    self.reorder.handle_timeout(Instant::now().into_std());
+                    self.forward_released();
+                }
+            }
+        }
+        self.reorder.flush();
+        self.forward_released();
+        tracing::debug!(medium = %self.p.kind, port = self.p.pair.port(), "call media task ended");
+    }
+
+    fn on_rtp_port(&mut self, datagram: &[u8]) {
+        match datagram {
+            // STUN (RFC 7983: first byte 0..=3) from a hole-punching peer: not media.
+            [first, ..] if *first < 4 => {}
+            // RTCP on the RTP port (RFC 5761 §4: PT 192..=223) is tolerated.
+            [_, pt, ..] if (192..=223).contains(pt) => self.on_rtcp(datagram),
+            _ => self.on_rtp(datagram),
+        }
+    }
+
+    fn on_rtp(&mut self, datagram: &[u8]) {
+        let arrival = SystemTime::now();
+        let now = Instant::now().into_std();
+        let plain = match self.p.rx.unprotect_rtp(datagram) {
+            Ok(p) => p,
+            Err(e) => return self.auth_failed("SRTP", &e),
+        };
+        let Ok(packet) = RtpPacket::parse(&plain) else {
+            add(&self.counters().malformed, 1);
+            return;
+        };
+        let h = packet.header;
+        let payload = plain.slice_ref(packet.payload);
+        let c = self.counters();
+        add(&c.packets, 1);
+        add(&c.bytes, payload.len() as u64);
+        self.shared.touch(now);
+        if self.remote_ssrc != Some(h.ssrc) {
+            if let Some(old) = self.remote_ssrc {
+                tracing::info!(medium = %self.p.kind, old, new = h.ssrc, "intercom changed SSRC");
+                self.reorder.reset();
+                self.forward_released();
+            }
+            self.remote_ssrc = Some(h.ssrc);
+            if self.p.kind == MediaKind::Video {
+                self.shared.set_video_ssrc(h.ssrc);
+            }
+        }
+        self.reception.on_rtp(now, h.ssrc, h.sequence, h.timestamp);
+        let item = MediaPacket {
+            kind: self.p.kind,
+            seq: h.sequence,
+            timestamp: h.timestamp,
+            marker: h.marker,
+            ssrc: h.ssrc,
+            payload_type: h.payload_type,
+            payload,
+            arrival,
+        };
+        match self.reorder.push(now, h.sequence, item) {
+            Pushed::Duplicate | Pushed::Late => add(&self.counters().dropped_late, 1),
+            Pushed::Accepted | Pushed::Probation | Pushed::Reset => {}
+        }
+        self.forward_released();
+    }
+
+    fn forward_released(&mut self) {
+        let lost_total = self.reorder.stats().lost;
+        let c = self.shared.counters(self.p.kind);
+        let already = c.lost.load(Ordering::Relaxed);
+        if lost_total > already {
+            add(&c.lost, lost_total - already);
+        }
+        while let Some(released) = self.reorder.pop() {
+            let packet = released.item;
+            if packet.kind == MediaKind::Video && is_keyframe_start(&packet.payload) {
+                add(&self.shared.keyframes_seen, 1);
+                if self.next_pli.take().is_some() {
+                    tracing::debug!("keyframe arrived; PLI repeat stops");
+                }
+            }
+            match self.out.try_send(packet) {
+                Ok(()) => add(&c.forwarded, 1),
+                Err(_) => add(&c.queue_drops, 1),
+            }
+        }
+    }
+
+    fn on_rtcp(&mut self, datagram: &[u8]) {
+        if datagram.first().is_some_and(|b| *b < 4) {
+            return; // STUN
+        }
+        if !srtcp_shape_ok(datagram) {
+            let e = crate::proto::srtp::SrtpError::Crypto(format!(
+                "SRTCP datagram of {} bytes: too short or E flag clear",
+                datagram.len()
+            ));
+            return self.auth_failed("SRTCP", &e);
+        }
+        let plain = match self.p.rx.unprotect_rtcp(datagram) {
+            Ok(p) => p,
+            Err(e) => return self.auth_failed("SRTCP", &e),
+        };
+        add(&self.counters().rtcp_packets, 1);
+        let now = Instant::now().into_std();
+        for packet in rtcp::parse_compound(&plain) {
+            match packet {
+                Ok(RtcpPacket::SenderReport { ntp, .. }) => {
+                    self.reception.on_sender_report(now, ntp);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    add(&self.counters().malformed, 1);
+                    tracing::debug!(medium = %self.p.kind, error = %e, "malformed RTCP from intercom");
+                }
+            }
+        }
+    }
+
+    fn auth_failed(&mut self, what: &'static str, e: &crate::proto::srtp::SrtpError) {
+        add(&self.counters().srtp_failures, 1);
+        if !std::mem::replace(&mut self.warned_auth, true) {
+            tracing::warn!(
+                medium = %self.p.kind,
+                port = self.p.pair.port(),
+                error = %e,
+                "{what} from the intercom failed authentication (wrong key or stray packet); dropping such packets"
+            );
+        }
+    }
+
+    async fn send_silence(&mut self) {
+        let header = RtpHeader {
+            marker: false,
+            payload_type: self.p.payload_type,
+            sequence: self.seq,
+            timestamp: self.ts,
+            ssrc: self.ssrc,
+        };
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(SILENCE_TS_STEP);
+        match self.p.tx.protect_rtp(&header.to_packet(&SPEEX_SILENCE)) {
+            Ok(packet) => {
+                if send(&self.p.pair.rtp, self.p.rtp_dest, &packet).await {
+                    add(&self.counters().rtp_sent, 1);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(medium = %self.p.kind, error = %e, "SRTP protect of silence failed")
+            }
+        }
+    }
+
+    /// An SRTCP compound RR + SDES, with a PLI appended when `pli` is set.
+    async fn send_report(&mut self, pli: bool) {
+        let now = Instant::now();
+        let blocks: Vec<_> = self
+            .reception
+            .report_block(now.into_std())
+            .into_iter()
+            .collect();
+        let mut compound = rtcp::receiver_report(self.ssrc, &blocks);
+        compound.extend_from_slice(&sdes_cname(self.ssrc, CNAME));
+        if pli {
+            // Media SSRC 0 until the intercom's is known; the unit still answers with an IDR.
+            compound.extend_from_slice(&rtcp::pli(self.ssrc, self.remote_ssrc.unwrap_or(0)));
+            self.next_pli = Some(now + PLI_REPEAT);
+        }
+        let packet = match self.p.tx.protect_rtcp(&compound) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(medium = %self.p.kind, error = %e, "SRTCP protect failed");
+                return;
+            }
+        };
+        if send(&self.p.pair.rtcp, self.p.rtcp_dest, &packet).await {
+            add(&self.counters().rtcp_sent, 1);
+            if pli {
+                add(&self.shared.plis_sent, 1);
+            }
+        }
+    }
+}
+
+/// Guards webrtc-srtp 0.17 `decrypt_rtcp`, which panics (index arithmetic) on datagrams shorter
+/// than header + index + tag, and returns packets whose E flag is clear WITHOUT checking the
+/// tag. RFC 3711 §3.4: 8-byte header+SSRC, E|index (4), 10-byte tag; the C300X's libsrtp
+/// policy always encrypts SRTCP (§4.3), so a clear E flag is treated as forged.
+fn srtcp_shape_ok(datagram: &[u8]) -> bool {
+    const MIN: usize = 8 + 4 + 10;
+    datagram.len() >= MIN && datagram[datagram.len() - 14] & 0x80 != 0
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn send(socket: &tokio::net::UdpSocket, dest: SocketAddr, packet: &[u8]) -> bool {
+    match socket.send_to(packet, dest).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::debug!(%dest, error = %e, "media send failed");
+            false
+        }
+    }
+}
+
+/// An SDES packet with one chunk: `ssrc`, CNAME item, END, padded to 32 bits (RFC 3550 §6.5).
+fn sdes_cname(ssrc: u32, cname: &[u8]) -> Vec<u8> {
+    let cname = &cname[..cname.len().min(255)];
+    let mut chunk = ssrc.to_be_bytes().to_vec();
+    chunk.push(1); // CNAME
+    chunk.push(cname.len() as u8);
+    chunk.extend_from_slice(cname);
+    // At least one zero octet ends the item list, then pad to a word boundary.
+    chunk.push(0);
+    while !chunk.len().is_multiple_of(4) {
+        chunk.push(0);
+    }
+    let mut out = vec![0x81, PT_SDES, 0, 0];
+    out[2..4].copy_from_slice(&((chunk.len() / 4) as u16).to_be_bytes());
+    out.extend_from_slice(&chunk);
+    out
+}
+
+/// Whether an RFC 6184 payload starts a keyframe: an IDR slice (5) or SPS (7), alone, inside a
+/// STAP-A (24) or at the start of a FU-A (28).
+pub(super) fn is_keyframe_start(payload: &[u8]) -> bool {
+    let key = |t: u8| t == h264::NAL_IDR || t == h264::NAL_SPS;
+    match h264::nal_type(payload) {
+        h264::NAL_STAP_A => {
+            let mut rest = payload.get(1..).unwrap_or_default();
+            while let [hi, lo, tail @ ..] = rest {
+                let size = usize::from(u16::from_be_bytes([*hi, *lo]));
+                let Some(nal) = tail.get(..size) else {
+                    return false;
+                };
+                if key(h264::nal_type(nal)) {
+                    return true;
+                }
+                rest = &tail[size..];
+            }
+            false
+        }
+        h264::NAL_FU_A => payload
+            .get(1)
+            .is_some_and(|fu| fu & 0x80 != 0 && key(fu & 0x1f)),
+        t => key(t),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyframe_detection() {
+        assert!(is_keyframe_start(&[0x65, 1, 2]));
+        assert!(is_keyframe_start(&[0x67, 0x42]));
+        assert!(!is_keyframe_start(&[0x68, 0xce])); // PPS alone
+        assert!(!is_keyframe_start(&[0x41, 0x9a])); // P slice
+        // STAP-A with SPS + PPS.
+        assert!(is_keyframe_start(&[
+            0x78, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce
+        ]));
+        // STAP-A with PPS only, then a truncated size.
+        assert!(!is_keyframe_start(&[0x78, 0, 2, 0x68, 0xce, 0, 9, 0x65]));
+        // FU-A start of an IDR; continuation of an IDR does not count.
+        assert!(is_keyframe_start(&[0x7c, 0x85, 0]));
+        assert!(!is_keyframe_start(&[0x7c, 0x05, 0]));
+        assert!(!is_keyframe_start(&[0x7c]));
+        assert!(!is_keyframe_start(&[]));
+        assert!(!is_keyframe_start(&[0x78]));
+    }
+
+    #[test]
+    fn srtcp_shape_guard() {
+        assert!(!srtcp_shape_ok(&[]));
+        assert!(!srtcp_shape_ok(&[0x80, 200, 0, 1, 0, 0, 0, 1, 0, 0]));
+        let mut ok = vec![0x81, 201, 0, 1, 0, 0, 0, 1];
+        ok.extend_from_slice(&[0x80, 0, 0, 1]);
+        ok.extend_from_slice(&[0; 10]);
+        assert!(srtcp_shape_ok(&ok));
+        ok[8] = 0x00; // E flag clear: unauthenticated in webrtc-srtp
+        assert!(!srtcp_shape_ok(&ok));
+    }
+
+    #[test]
+    fn sdes_cname_is_word_aligned_and_parses() {
+        let sdes = sdes_cname(9, CNAME);
+        assert_eq!(sdes.len() % 4, 0);
+        assert_eq!(&sdes[..2], &[0x81, 202]);
+        let mut compound = rtcp::receiver_report(9, &[]);
+        compound.extend_from_slice(&sdes);
+        compound.extend_from_slice(&rtcp::pli(9, 7));
+        let parsed: Vec<_> = rtcp::parse_compound(&compound).collect();
+        assert_eq!(parsed.len(), 3);
+        assert_eq!(
+            parsed[2],
+            Ok(RtcpPacket::Pli {
+                sender_ssrc: 9,
+                media_ssrc: 7
+            })
+        );
+    }
+}
