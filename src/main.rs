@@ -63,7 +63,20 @@ enum Command {
         print: bool,
     },
     /// Check the intercom set-up step by step (SIP reachability, registration, test call).
-    Check,
+    Check(CheckArgs),
+}
+
+#[derive(Args, Debug)]
+struct CheckArgs {
+    /// Also send `GetAswmStatus!` (reads the answering machine state; operates nothing).
+    #[arg(long)]
+    message: bool,
+    /// Also place a test view call (switches the outdoor camera on briefly).
+    #[arg(long)]
+    call: bool,
+    /// Length of the test call in seconds.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
 }
 
 #[derive(Args, Debug)]
@@ -102,7 +115,7 @@ fn main() -> ExitCode {
         print!("{}", cfg.to_masked_yaml());
         return ExitCode::SUCCESS;
     }
-    if matches!(cli.command, Command::Run | Command::Check)
+    if matches!(cli.command, Command::Run | Command::Check(_))
         && let Err(e) = cfg.require_intercom()
     {
         return config_error(&e);
@@ -121,10 +134,7 @@ fn main() -> ExitCode {
             Command::Run => app::run(cfg, shutdown).await.map_err(anyhow::Error::from),
             Command::Demo => demo(cfg, shutdown).await,
             Command::Sim(args) => sim(args, shutdown).await,
-            Command::Check => {
-                eprintln!("check: not available yet (it arrives with the SIP user agent)");
-                Ok(())
-            }
+            Command::Check(args) => check(cfg, args).await,
             Command::Config { .. } => Ok(()),
         }
     });
@@ -173,7 +183,7 @@ fn config_error(e: &config::ConfigError) -> ExitCode {
 
 fn init_tracing(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("c300x_bridge={0},{0}", cfg.log_level.as_str()))
+        tracing_subscriber::EnvFilter::new(format!("{},rsipstack=warn", cfg.log_level.as_str()))
     });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -209,6 +219,33 @@ fn shutdown_on_signal() -> CancellationToken {
         t.cancel();
     });
     token
+}
+
+async fn check(cfg: Config, args: CheckArgs) -> anyhow::Result<()> {
+    let opts = c300x_bridge::intercom::check::Options {
+        message: args.message,
+        call: args
+            .call
+            .then(|| Duration::from_secs(args.seconds.clamp(1, 60))),
+    };
+    println!(
+        "Checking the intercom at {}:{} ({}) as {}@{}",
+        cfg.intercom_host.as_deref().unwrap_or_default(),
+        cfg.intercom_sip_port,
+        cfg.sip_transport.as_str(),
+        cfg.sip_user,
+        cfg.sip_domain.as_deref().unwrap_or_default()
+    );
+    let steps = c300x_bridge::intercom::check::run(&cfg, &opts, |s| println!("{s}")).await;
+    let failed = steps
+        .iter()
+        .filter(|s| s.status == c300x_bridge::intercom::check::Status::Fail)
+        .count();
+    if failed > 0 {
+        anyhow::bail!("{failed} check(s) failed");
+    }
+    println!("All checks passed.");
+    Ok(())
 }
 
 async fn demo(mut cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {

@@ -14,6 +14,11 @@ pub const SUITE: &str = "AES_CM_128_HMAC_SHA1_80";
 /// Master key + master salt of AES_CM_128: 16 + 14 bytes.
 pub const KEY_LEN: usize = 16;
 pub const SALT_LEN: usize = 14;
+/// AES_CM_128_HMAC_SHA1_80 authentication tag, RTP and RTCP fixed headers, SRTCP E|index word.
+const TAG_LEN: usize = 10;
+const RTP_HEADER: usize = 12;
+const RTCP_HEADER: usize = 8;
+const SRTCP_INDEX: usize = 4;
 /// Replay window, as the libsrtp 1.x policy the intercom uses (c300x-protocol.md §4.3).
 const REPLAY_WINDOW: usize = 128;
 
@@ -29,6 +34,12 @@ pub enum SrtpError {
     KeyLength(usize),
     #[error("SRTP: {0}")]
     Crypto(String),
+    #[error("{kind} datagram of {len} bytes is malformed: {why}")]
+    Malformed {
+        kind: &'static str,
+        len: usize,
+        why: &'static str,
+    },
 }
 
 /// A 30-byte SDES master key + salt.
@@ -150,6 +161,13 @@ impl SrtpSession {
     }
 
     pub fn unprotect_rtp(&mut self, packet: &[u8]) -> Result<Bytes, SrtpError> {
+        if packet.len() < RTP_HEADER + TAG_LEN {
+            return Err(SrtpError::Malformed {
+                kind: "SRTP",
+                len: packet.len(),
+                why: "shorter than an RTP header plus the 10-byte tag",
+            });
+        }
         self.ctx
             .decrypt_rtp(packet)
             .map_err(|e| SrtpError::Crypto(e.to_string()))
@@ -161,7 +179,27 @@ impl SrtpSession {
             .map_err(|e| SrtpError::Crypto(e.to_string()))
     }
 
+    /// Guards webrtc-srtp 0.17 `decrypt_rtcp`, which panics (index arithmetic) on datagrams
+    /// shorter than header + index + tag, and returns packets whose E flag is clear WITHOUT
+    /// checking the tag. RFC 3711 §3.4: 8-byte header+SSRC, E|index (4), 10-byte tag; the
+    /// C300X's libsrtp policy always encrypts SRTCP (c300x-protocol.md §4.3), so a clear E flag
+    /// is treated as forged.
     pub fn unprotect_rtcp(&mut self, packet: &[u8]) -> Result<Bytes, SrtpError> {
+        let len = packet.len();
+        if len < RTCP_HEADER + SRTCP_INDEX + TAG_LEN {
+            return Err(SrtpError::Malformed {
+                kind: "SRTCP",
+                len,
+                why: "shorter than header, index and tag",
+            });
+        }
+        if packet[len - TAG_LEN - SRTCP_INDEX] & 0x80 == 0 {
+            return Err(SrtpError::Malformed {
+                kind: "SRTCP",
+                len,
+                why: "E flag clear (unencrypted SRTCP is refused)",
+            });
+        }
         self.ctx
             .decrypt_rtcp(packet)
             .map_err(|e| SrtpError::Crypto(e.to_string()))
@@ -223,5 +261,30 @@ mod tests {
         assert_eq!(&rx.unprotect_rtp(&enc).expect("unprotect")[..], &pkt[..]);
         let mut wrong = SrtpSession::new(&SdesKey::random()).expect("ctx");
         assert!(wrong.unprotect_rtp(&enc).is_err());
+    }
+
+    #[test]
+    fn short_or_unencrypted_srtcp_is_refused_without_panicking() {
+        let key = SdesKey::random();
+        let mut rx = SrtpSession::new(&key).expect("ctx");
+        for len in 0..22 {
+            assert!(matches!(
+                rx.unprotect_rtcp(&vec![0x80; len]),
+                Err(SrtpError::Malformed { .. })
+            ));
+            assert!(rx.unprotect_rtp(&vec![0x80; len]).is_err());
+        }
+        // A receiver report with E clear and a zero tag: webrtc-srtp alone would accept it.
+        let mut forged = vec![0x81, 201, 0, 1, 0, 0, 0, 1, 0x00, 0, 0, 1];
+        forged.extend_from_slice(&[0; 10]);
+        assert!(matches!(
+            rx.unprotect_rtcp(&forged),
+            Err(SrtpError::Malformed { .. })
+        ));
+        // A real one passes.
+        let mut tx = SrtpSession::new(&key).expect("ctx");
+        let rr = [0x80, 201, 0, 1, 0, 0, 0, 9];
+        let enc = tx.protect_rtcp(&rr).expect("protect");
+        assert_eq!(&rx.unprotect_rtcp(&enc).expect("unprotect")[..], &rr[..]);
     }
 }

@@ -1,8 +1,10 @@
 //! Integration tests (one binary): real sockets on 127.0.0.1, real peers.
 
 mod cli;
+mod intercom_calls;
 mod intercom_media;
 mod intercom_sip;
+mod malformed_sip;
 mod sim_media;
 mod sim_sip;
 mod sip_peer;

@@ -228,7 +228,7 @@ impl StreamTask {
         }
         while let Some(released) = self.reorder.pop() {
             let packet = released.item;
-            if packet.kind == MediaKind::Video && is_keyframe_start(&packet.payload) {
+            if packet.kind == MediaKind::Video && h264::starts_keyframe(&packet.payload) {
                 add(&self.shared.keyframes_seen, 1);
                 if self.next_pli.take().is_some() {
                     tracing::debug!("keyframe arrived; PLI repeat stops");
@@ -244,13 +244,6 @@ impl StreamTask {
     fn on_rtcp(&mut self, datagram: &[u8]) {
         if datagram.first().is_some_and(|b| *b < 4) {
             return; // STUN
-        }
-        if !srtcp_shape_ok(datagram) {
-            let e = crate::proto::srtp::SrtpError::Crypto(format!(
-                "SRTCP datagram of {} bytes: too short or E flag clear",
-                datagram.len()
-            ));
-            return self.auth_failed("SRTCP", &e);
         }
         let plain = match self.p.rx.unprotect_rtcp(datagram) {
             Ok(p) => p,
@@ -337,15 +330,6 @@ impl StreamTask {
     }
 }
 
-/// Guards webrtc-srtp 0.17 `decrypt_rtcp`, which panics (index arithmetic) on datagrams shorter
-/// than header + index + tag, and returns packets whose E flag is clear WITHOUT checking the
-/// tag. RFC 3711 §3.4: 8-byte header+SSRC, E|index (4), 10-byte tag; the C300X's libsrtp
-/// policy always encrypts SRTCP (§4.3), so a clear E flag is treated as forged.
-fn srtcp_shape_ok(datagram: &[u8]) -> bool {
-    const MIN: usize = 8 + 4 + 10;
-    datagram.len() >= MIN && datagram[datagram.len() - 14] & 0x80 != 0
-}
-
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -381,66 +365,30 @@ fn sdes_cname(ssrc: u32, cname: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Whether an RFC 6184 payload starts a keyframe: an IDR slice (5) or SPS (7), alone, inside a
-/// STAP-A (24) or at the start of a FU-A (28).
-pub(super) fn is_keyframe_start(payload: &[u8]) -> bool {
-    let key = |t: u8| t == h264::NAL_IDR || t == h264::NAL_SPS;
-    match h264::nal_type(payload) {
-        h264::NAL_STAP_A => {
-            let mut rest = payload.get(1..).unwrap_or_default();
-            while let [hi, lo, tail @ ..] = rest {
-                let size = usize::from(u16::from_be_bytes([*hi, *lo]));
-                let Some(nal) = tail.get(..size) else {
-                    return false;
-                };
-                if key(h264::nal_type(nal)) {
-                    return true;
-                }
-                rest = &tail[size..];
-            }
-            false
-        }
-        h264::NAL_FU_A => payload
-            .get(1)
-            .is_some_and(|fu| fu & 0x80 != 0 && key(fu & 0x1f)),
-        t => key(t),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn keyframe_detection() {
-        assert!(is_keyframe_start(&[0x65, 1, 2]));
-        assert!(is_keyframe_start(&[0x67, 0x42]));
-        assert!(!is_keyframe_start(&[0x68, 0xce])); // PPS alone
-        assert!(!is_keyframe_start(&[0x41, 0x9a])); // P slice
+        assert!(h264::starts_keyframe(&[0x65, 1, 2]));
+        assert!(h264::starts_keyframe(&[0x67, 0x42]));
+        assert!(!h264::starts_keyframe(&[0x68, 0xce])); // PPS alone
+        assert!(!h264::starts_keyframe(&[0x41, 0x9a])); // P slice
         // STAP-A with SPS + PPS.
-        assert!(is_keyframe_start(&[
+        assert!(h264::starts_keyframe(&[
             0x78, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce
         ]));
         // STAP-A with PPS only, then a truncated size.
-        assert!(!is_keyframe_start(&[0x78, 0, 2, 0x68, 0xce, 0, 9, 0x65]));
+        assert!(!h264::starts_keyframe(&[
+            0x78, 0, 2, 0x68, 0xce, 0, 9, 0x65
+        ]));
         // FU-A start of an IDR; continuation of an IDR does not count.
-        assert!(is_keyframe_start(&[0x7c, 0x85, 0]));
-        assert!(!is_keyframe_start(&[0x7c, 0x05, 0]));
-        assert!(!is_keyframe_start(&[0x7c]));
-        assert!(!is_keyframe_start(&[]));
-        assert!(!is_keyframe_start(&[0x78]));
-    }
-
-    #[test]
-    fn srtcp_shape_guard() {
-        assert!(!srtcp_shape_ok(&[]));
-        assert!(!srtcp_shape_ok(&[0x80, 200, 0, 1, 0, 0, 0, 1, 0, 0]));
-        let mut ok = vec![0x81, 201, 0, 1, 0, 0, 0, 1];
-        ok.extend_from_slice(&[0x80, 0, 0, 1]);
-        ok.extend_from_slice(&[0; 10]);
-        assert!(srtcp_shape_ok(&ok));
-        ok[8] = 0x00; // E flag clear: unauthenticated in webrtc-srtp
-        assert!(!srtcp_shape_ok(&ok));
+        assert!(h264::starts_keyframe(&[0x7c, 0x85, 0]));
+        assert!(!h264::starts_keyframe(&[0x7c, 0x05, 0]));
+        assert!(!h264::starts_keyframe(&[0x7c]));
+        assert!(!h264::starts_keyframe(&[]));
+        assert!(!h264::starts_keyframe(&[0x78]));
     }
 
     #[test]

@@ -103,18 +103,6 @@ pub(super) struct Flow {
     token: CancellationToken,
 }
 
-/// The local address the OS would use towards `peer` (a connected UDP socket sends nothing).
-pub(super) async fn local_ip_towards(peer: SocketAddr) -> Option<IpAddr> {
-    let any: SocketAddr = if peer.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let sock = tokio::net::UdpSocket::bind(any).await.ok()?;
-    sock.connect(peer).await.ok()?;
-    sock.local_addr().ok().map(|a| a.ip())
-}
-
 fn transport_name(t: SipTransport) -> &'static str {
     match t {
         SipTransport::Tcp => "tcp",
@@ -132,7 +120,7 @@ impl Flow {
             .ok_or_else(|| format!("{} has no address", s.intercom_host))?;
         let advertise = match s.advertise_address {
             Some(ip) => ip,
-            None => local_ip_towards(remote)
+            None => crate::intercom::local_ip_towards(remote)
                 .await
                 .ok_or_else(|| format!("no local address towards {remote}"))?,
         };

@@ -358,3 +358,37 @@ pub fn start(settings: SipSettings, shutdown: CancellationToken) -> SipHandle {
         done: done_rx,
     }
 }
+
+/// What the bridge's SIP stack makes of bytes arriving on the intercom's TCP flow: the same
+/// framer and parser rsipstack runs on every read. Each frame is `Ok(first line)` or the error
+/// that would close the flow. Used by the fuzz target and the malformed-input corpus test.
+pub fn decode_stream(bytes: &[u8]) -> Vec<Result<String, String>> {
+    use tokio_util::codec::Decoder as _;
+    let mut codec = rsipstack::transport::stream::SipCodec::new();
+    let mut buf = bytes::BytesMut::from(bytes);
+    let mut frames = Vec::new();
+    // A frame always consumes input, so this ends; the cap only bounds pathological inputs.
+    while frames.len() < 1024 {
+        match codec.decode(&mut buf) {
+            Ok(Some(item)) => frames.push(Ok(item
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned())),
+            Ok(None) => break,
+            Err(e) => {
+                frames.push(Err(e.to_string()));
+                break;
+            }
+        }
+    }
+    frames
+}
+
+/// What the bridge's SIP stack makes of one UDP datagram from the intercom.
+pub fn parse_datagram(bytes: &[u8]) -> Result<String, String> {
+    rsipstack::sip::SipMessage::try_from(bytes)
+        .map(|m| m.to_string().lines().next().unwrap_or_default().to_owned())
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,292 @@
+//! `Intercom`: SIP + media joined into calls the rest of the bridge can use, and the commands
+//! sent as SIP MESSAGE with OpenWebNet bodies (c300x-protocol.md §4, §7, §8).
+//! A `MediaCall` is one SIP dialog (a view call we placed, or a ring we answered) plus its SRTP
+//! sockets; dropping it ends the media, and `hangup` sends the BYE.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::media::{
+    CallMedia, CallSockets, MediaError, MediaPacket, MediaStats, PortPool, RemoteEndpoint,
+};
+use super::sip::{
+    self, AnsweredCall, EndReason, IncomingRing, SipError, SipHandle, SipSettings, ViewCall,
+};
+use crate::config::{Config, Lock};
+use crate::proto::openwebnet;
+use crate::proto::sdp::{self, LocalMedia, RemoteMedia, SdpError};
+use crate::proto::srtp::SdesKey;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntercomError {
+    #[error(transparent)]
+    Sip(#[from] SipError),
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error("call {call_id}: the intercom's SDP is unusable: {source}")]
+    Sdp {
+        call_id: String,
+        #[source]
+        source: SdpError,
+    },
+    #[error("cannot resolve intercom_host `{host}`: {detail}")]
+    Resolve { host: String, detail: String },
+    #[error("lock `{lock}`: the unlock was accepted but the release {release} failed: {source}")]
+    Release {
+        lock: String,
+        release: String,
+        #[source]
+        source: Box<SipError>,
+    },
+}
+
+/// The bridge's handle on the intercom: cheap to clone.
+#[derive(Clone)]
+pub struct Intercom {
+    sip: SipHandle,
+    pool: PortPool,
+    media_ip: IpAddr,
+}
+
+enum Dialog {
+    View(ViewCall),
+    Ring(AnsweredCall),
+}
+
+/// One call with the intercom and its running media.
+pub struct MediaCall {
+    pub call_id: String,
+    /// What the intercom's SDP said (ports, PTs, keys, directions).
+    pub remote: RemoteMedia,
+    dialog: Dialog,
+    media: CallMedia,
+}
+
+impl Intercom {
+    /// Starts the SIP user agent (it registers at once) for the configured intercom.
+    pub async fn start(cfg: &Config, shutdown: CancellationToken) -> Result<Self, IntercomError> {
+        let settings = SipSettings::from_config(cfg)?;
+        let media_ip = match cfg.advertise_address {
+            Some(ip) => ip,
+            None => detect_media_ip(&settings.intercom_host, settings.intercom_port).await?,
+        };
+        let mut settings = settings;
+        settings.advertise_address = Some(media_ip);
+        let sip = sip::start(settings, shutdown);
+        Ok(Self::from_parts(
+            sip,
+            PortPool::new(cfg.rtp_port_min, cfg.rtp_port_max),
+            media_ip,
+        ))
+    }
+
+    /// For tests and tools that build the SIP agent themselves.
+    pub fn from_parts(sip: SipHandle, pool: PortPool, media_ip: IpAddr) -> Self {
+        Self {
+            sip,
+            pool,
+            media_ip,
+        }
+    }
+
+    pub fn sip(&self) -> &SipHandle {
+        &self.sip
+    }
+
+    /// The address in our SDP `c=` line, where the intercom sends SRTP.
+    pub fn media_ip(&self) -> IpAddr {
+        self.media_ip
+    }
+
+    fn local_media(&self) -> Result<(CallSockets, LocalMedia), IntercomError> {
+        // Sockets are bound before the INVITE so early packets are not lost (§4.2).
+        let sockets = CallSockets::bind(self.media_ip, &self.pool)?;
+        let local = LocalMedia {
+            ip: self.media_ip,
+            audio_port: sockets.audio_port(),
+            video_port: sockets.video_port(),
+            audio_key: SdesKey::random(),
+            video_key: SdesKey::random(),
+        };
+        Ok((sockets, local))
+    }
+
+    /// A view call to panel `devaddr`: INVITE with a fresh offer, then media on the answer.
+    /// Received packets go to `out` (a full queue drops, never blocks).
+    pub async fn view(
+        &self,
+        devaddr: u8,
+        out: mpsc::Sender<MediaPacket>,
+    ) -> Result<MediaCall, IntercomError> {
+        let (sockets, local) = self.local_media()?;
+        let session: u32 = rand::random();
+        let offer = sdp::view_offer(devaddr, u64::from(session), u64::from(session), &local);
+        let call = self.sip.invite(devaddr, offer).await?;
+        let remote = match sdp::parse_remote(call.answer_sdp.as_bytes()) {
+            Ok(r) => r,
+            Err(source) => {
+                let call_id = call.call_id.clone();
+                call.hangup().await;
+                return Err(IntercomError::Sdp { call_id, source });
+            }
+        };
+        MediaCall::start(Dialog::View(call), remote, &local, sockets, out).await
+    }
+
+    /// Answers a doorbell ring (never done on our own: it takes the call from the family's
+    /// phones, §7): 200 with our SDP, then media as for a view call.
+    pub async fn answer_ring(
+        &self,
+        ring: &IncomingRing,
+        out: mpsc::Sender<MediaPacket>,
+    ) -> Result<MediaCall, IntercomError> {
+        let offer =
+            sdp::parse_remote(ring.offer_sdp.as_bytes()).map_err(|source| IntercomError::Sdp {
+                call_id: ring.call_id.clone(),
+                source,
+            })?;
+        let (sockets, local) = self.local_media()?;
+        let answer = sdp::ring_answer(u64::from(rand::random::<u32>()), &local, &offer, true);
+        let call = self.sip.answer_ring(&ring.call_id, answer).await?;
+        MediaCall::start(Dialog::Ring(call), offer, &local, sockets, out).await
+    }
+
+    /// Opens a door: `*8*19*W##`, then after the lock's pulse `*8*20*W##` (§8). Ok only when
+    /// the intercom answered both MESSAGEs with 2xx.
+    pub async fn unlock(&self, lock: &Lock) -> Result<(), IntercomError> {
+        self.sip.message(&openwebnet::unlock(lock.where_)).await?;
+        tokio::time::sleep(lock.pulse).await;
+        let release = openwebnet::release(lock.where_);
+        self.sip
+            .message(&release)
+            .await
+            .map_err(|source| IntercomError::Release {
+                lock: lock.name.clone(),
+                release,
+                source: Box::new(source),
+            })
+    }
+
+    /// Staircase light: press `*8*21*10##`, release `*8*22*10##` after `pulse`.
+    pub async fn staircase_light(&self, pulse: Duration) -> Result<(), IntercomError> {
+        self.sip.message(&openwebnet::staircase_light_on()).await?;
+        tokio::time::sleep(pulse).await;
+        self.sip.message(&openwebnet::staircase_light_off()).await?;
+        Ok(())
+    }
+
+    /// Answering machine on (`*8*91##`) or off (`*8*92##`).
+    pub async fn voicemail(&self, on: bool) -> Result<(), IntercomError> {
+        Ok(self.sip.message(&openwebnet::voicemail(on)).await?)
+    }
+}
+
+impl MediaCall {
+    async fn start(
+        dialog: Dialog,
+        remote: RemoteMedia,
+        local: &LocalMedia,
+        sockets: CallSockets,
+        out: mpsc::Sender<MediaPacket>,
+    ) -> Result<Self, IntercomError> {
+        let endpoint = RemoteEndpoint {
+            ip: remote.video.ip,
+            audio_rtp: remote.audio.rtp_port,
+            audio_rtcp: remote.audio.rtcp_port,
+            video_rtp: remote.video.rtp_port,
+            video_rtcp: remote.video.rtcp_port,
+            audio_pt: remote.audio.pt,
+            video_pt: remote.video.pt,
+            audio_rx_key: remote.audio.key.clone(),
+            video_rx_key: remote.video.key.clone(),
+            audio_tx_key: local.audio_key.clone(),
+            video_tx_key: local.video_key.clone(),
+        };
+        let call_id = match &dialog {
+            Dialog::View(c) => c.call_id.clone(),
+            Dialog::Ring(c) => c.call_id.clone(),
+        };
+        // The audio may come from another address than the video (separate c= lines).
+        if remote.audio.ip != remote.video.ip {
+            tracing::warn!(%call_id, audio = %remote.audio.ip, video = %remote.video.ip, "audio and video from different addresses; using the video one");
+        }
+        match CallMedia::start(sockets, endpoint, out) {
+            Ok(media) => Ok(Self {
+                call_id,
+                remote,
+                dialog,
+                media,
+            }),
+            Err(e) => {
+                match dialog {
+                    Dialog::View(c) => c.hangup().await,
+                    Dialog::Ring(c) => c.hangup().await,
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Asks the intercom for an IDR now (RTCP PLI), e.g. when a viewer joins.
+    pub fn request_keyframe(&self) {
+        self.media.request_keyframe();
+    }
+
+    pub fn stats(&self) -> MediaStats {
+        self.media.stats()
+    }
+
+    /// Where our media sockets listen (the ports in our SDP).
+    pub fn local_ports(&self) -> (u16, u16) {
+        (self.media.audio_port(), self.media.video_port())
+    }
+
+    /// The intercom's video RTP address.
+    pub fn remote_video(&self) -> SocketAddr {
+        SocketAddr::new(self.remote.video.ip, self.remote.video.rtp_port)
+    }
+
+    /// `None` while the call is up; why it ended otherwise.
+    pub fn end_reason(&self) -> Option<EndReason> {
+        match &self.dialog {
+            Dialog::View(c) => c.end_reason(),
+            Dialog::Ring(c) => c.end_reason(),
+        }
+    }
+
+    /// Fires when the call ends from the other side (remote BYE, connection lost, shutdown).
+    pub fn ended_watch(&self) -> watch::Receiver<Option<EndReason>> {
+        match &self.dialog {
+            Dialog::View(c) => c.ended_watch(),
+            Dialog::Ring(c) => c.ended_watch(),
+        }
+    }
+
+    /// Stops the media and sends BYE (a BYE that fails or takes too long counts as done).
+    pub async fn hangup(self) {
+        self.media.stop();
+        match self.dialog {
+            Dialog::View(c) => c.hangup().await,
+            Dialog::Ring(c) => c.hangup().await,
+        }
+    }
+}
+
+/// The address we advertise when none is configured: the one our host uses towards the intercom.
+async fn detect_media_ip(host: &str, port: u16) -> Result<IpAddr, IntercomError> {
+    let resolve = |detail: String| IntercomError::Resolve {
+        host: host.to_owned(),
+        detail,
+    };
+    let peer = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| resolve(e.to_string()))?
+        .next()
+        .ok_or_else(|| resolve("no address".to_owned()))?;
+    super::local_ip_towards(peer)
+        .await
+        .ok_or_else(|| resolve(format!("no local route to {peer}; set advertise_address")))
+}
