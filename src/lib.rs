@@ -4,5 +4,6 @@
 pub mod app;
 pub mod config;
 pub mod intercom;
+pub mod media;
 pub mod proto;
 pub mod sim;

@@ -10,6 +10,8 @@ use std::time::SystemTime;
 pub struct SimStats {
     /// View calls currently established (200 sent, no BYE yet).
     pub active_calls: AtomicU64,
+    /// View-call INVITEs received (retransmissions and re-INVITEs excluded).
+    pub invites_received: AtomicU64,
     /// View calls answered with 200 since start.
     pub calls_total: AtomicU64,
     /// INVITEs answered with a final 4xx/5xx/6xx.

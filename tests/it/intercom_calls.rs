@@ -28,7 +28,7 @@ pub fn config_for(sim: &Simulator, rtp_base: u16) -> Config {
     }
 }
 
-async fn bridge(sim: &Simulator, rtp_base: u16) -> (Intercom, CancellationToken) {
+pub async fn bridge(sim: &Simulator, rtp_base: u16) -> (Intercom, CancellationToken) {
     let stop = CancellationToken::new();
     let intercom = Intercom::start(&config_for(sim, rtp_base), stop.clone())
         .await

@@ -1,6 +1,8 @@
 //! Integration tests (one binary): real sockets on 127.0.0.1, real peers.
 
 mod cli;
+mod depacketizer_sim;
+mod hub;
 mod intercom_calls;
 mod intercom_media;
 mod intercom_sip;
@@ -8,3 +10,4 @@ mod malformed_sip;
 mod sim_media;
 mod sim_sip;
 mod sip_peer;
+mod transcode;

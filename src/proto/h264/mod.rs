@@ -1,9 +1,11 @@
 //! H.264 over RTP (RFC 6184): NAL unit helpers and the MTU-aware packetizer.
-//! SPS facts in `sps`; the loss-aware depacketizer belongs here too (bridge side).
+//! SPS facts in `sps`; the loss-aware depacketizer (bridge side) in `depacketizer`.
 
+pub mod depacketizer;
 pub mod packetizer;
 pub mod sps;
 
+pub use depacketizer::{AccessUnit, Depacketizer, DepacketizerStats, Limits};
 pub use packetizer::{Packetizer, RtpPayload, split_annexb};
 pub use sps::SpsInfo;
 

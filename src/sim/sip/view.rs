@@ -65,6 +65,7 @@ impl Core {
             }
         }
         flow.send(&response(req, flow, 100, "Trying", None));
+        SimStats::bump(&self.stats.invites_received);
         let target = uri_user(req.uri().unwrap_or_default())
             .unwrap_or_default()
             .to_owned();

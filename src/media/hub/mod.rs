@@ -1,0 +1,320 @@
+//! `StreamHub`: one per panel, the rule "a call is open exactly while someone watches"
+//! (streaming.md §1). The first `ViewerLease` places the view call; viewers wait for the first
+//! keyframe; the last lease dropped starts the linger, then BYE. One call feeds every viewer
+//! through its own bounded queue. The state machine lives in `task.rs`, the GOP cache in `gop.rs`.
+
+mod fanout;
+mod gop;
+mod task;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Panel};
+use crate::intercom::Intercom;
+use crate::intercom::sip::IncomingRing;
+use crate::media::transcode::{AacFrame, AacSettings};
+use crate::proto::aac::AudioSpecificConfig;
+use crate::proto::h264::{AccessUnit, SpsInfo};
+
+/// How one hub behaves; `from_config` fills it from the options.
+#[derive(Debug, Clone)]
+pub struct HubSettings {
+    /// Time from the last viewer leaving to the BYE; a viewer coming back reuses the call.
+    pub linger: Duration,
+    /// How long viewers wait for the first keyframe before they get an error.
+    pub start_timeout: Duration,
+    /// Longest call; then BYE, and a new call only if viewers remain.
+    pub max_call: Duration,
+    /// No RTP for this long while viewers remain: BYE and a new INVITE.
+    pub no_rtp_timeout: Duration,
+    /// Frames one viewer may have queued; beyond, its frames are dropped (counted).
+    pub viewer_queue: usize,
+    /// Speex → AAC for the viewers; `None` = video only.
+    pub audio: Option<AacSettings>,
+    /// Wait after a failed start before the next INVITE (every try clicks the door relay).
+    pub retry_backoff: Duration,
+}
+
+impl Default for HubSettings {
+    fn default() -> Self {
+        Self {
+            linger: Duration::from_secs(15),
+            start_timeout: Duration::from_secs(10),
+            max_call: Duration::from_secs(300),
+            no_rtp_timeout: Duration::from_secs(5),
+            viewer_queue: 512,
+            audio: Some(AacSettings::default()),
+            retry_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+impl HubSettings {
+    pub fn from_config(cfg: &Config) -> Self {
+        Self {
+            linger: cfg.linger,
+            start_timeout: cfg.start_timeout,
+            max_call: cfg.max_call,
+            ..Self::default()
+        }
+    }
+}
+
+/// Who is watching, for the per-output counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ViewerKind {
+    Rtsp,
+    Hls,
+    Mjpeg,
+    Snapshot,
+    Other,
+}
+
+/// One video access unit on the hub's continuous 90 kHz timeline.
+#[derive(Debug, Clone)]
+pub struct VideoFrame {
+    pub pts: u64,
+    pub au: AccessUnit,
+    pub received: SystemTime,
+}
+
+/// One AAC frame on the hub's continuous timeline (in samples at the AAC rate).
+#[derive(Debug, Clone)]
+pub struct AudioFrame {
+    pub pts: u64,
+    pub frame: AacFrame,
+}
+
+/// What a viewer receives, in order. Frames are shared (`Arc`) between viewers.
+#[derive(Debug, Clone)]
+pub enum Frame {
+    Video(Arc<VideoFrame>),
+    Audio(Arc<AudioFrame>),
+    /// A new call took over (re-INVITE): timestamps continue, but decoders should expect a jump.
+    Discontinuity,
+}
+
+/// Parameters a viewer needs to describe the stream (SDP, fMP4 init, codec strings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    pub sps: bytes::Bytes,
+    pub pps: bytes::Bytes,
+    pub video: SpsInfo,
+    pub audio: Option<AudioSpecificConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HubState {
+    Idle,
+    Starting,
+    Live,
+    Lingering,
+    Failed,
+}
+
+impl HubState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Starting => "starting",
+            Self::Live => "live",
+            Self::Lingering => "lingering",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// What the API, MQTT and metrics show about one hub.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubStatus {
+    pub panel: String,
+    pub devaddr: u8,
+    pub state: HubState,
+    pub streaming_allowed: bool,
+    pub viewers: usize,
+    pub viewers_by_kind: Vec<(ViewerKind, usize)>,
+    pub call_id: Option<String>,
+    pub call_since: Option<SystemTime>,
+    pub calls_started: u64,
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub frames_dropped: u64,
+    pub last_keyframe: Option<SystemTime>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// Measured from the last second of video timestamps.
+    pub fps: Option<f32>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum HubError {
+    #[error("panel {panel}: streaming is switched off (privacy switch)")]
+    StreamingDisabled { panel: String },
+    #[error("panel {panel}: no video from the intercom within {secs} s")]
+    StartTimeout { panel: String, secs: u64 },
+    #[error("panel {panel}: the call could not be started: {reason}")]
+    CallFailed { panel: String, reason: String },
+    #[error("panel {panel}: the bridge is shutting down")]
+    Stopped { panel: String },
+}
+
+enum Command {
+    Join {
+        kind: ViewerKind,
+        reply: oneshot::Sender<Result<Viewer, HubError>>,
+    },
+    Leave {
+        id: u64,
+    },
+    AllowStreaming(bool),
+    Keyframe,
+    AnswerRing {
+        ring: Box<IncomingRing>,
+        reply: oneshot::Sender<Result<(), HubError>>,
+    },
+    HangUp,
+}
+
+/// A viewer: frames arrive on `frames`, beginning with the current GOP (keyframe first).
+/// Dropping it (its lease) tells the hub; the last one gone starts the linger.
+pub struct Viewer {
+    pub frames: mpsc::Receiver<Frame>,
+    pub info: StreamInfo,
+    pub lease: ViewerLease,
+}
+
+/// Held by whoever counts as watching. Dropping it is the only way to stop counting.
+pub struct ViewerLease {
+    id: u64,
+    hub: mpsc::UnboundedSender<Command>,
+}
+
+impl Drop for ViewerLease {
+    fn drop(&mut self) {
+        let _ = self.hub.send(Command::Leave { id: self.id });
+    }
+}
+
+impl std::fmt::Debug for ViewerLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ViewerLease({})", self.id)
+    }
+}
+
+static NEXT_VIEWER: AtomicU64 = AtomicU64::new(1);
+
+/// The handle: cheap to clone, one hub task behind it.
+#[derive(Clone)]
+pub struct StreamHub {
+    panel: Panel,
+    cmd: mpsc::UnboundedSender<Command>,
+    status: watch::Receiver<HubStatus>,
+    info: watch::Receiver<Option<StreamInfo>>,
+    keyframe: watch::Receiver<Option<Arc<VideoFrame>>>,
+}
+
+impl StreamHub {
+    /// Starts the hub task for `panel`; it places calls through `intercom` only while leased.
+    pub fn start(
+        panel: Panel,
+        intercom: Intercom,
+        settings: HubSettings,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let (cmd, rx) = mpsc::unbounded_channel();
+        let (status_tx, status) = watch::channel(task::initial_status(&panel));
+        let (info_tx, info) = watch::channel(None);
+        let (keyframe_tx, keyframe) = watch::channel(None);
+        let hub = task::HubTask::new(
+            panel.clone(),
+            intercom,
+            settings,
+            rx,
+            cmd.clone(),
+            status_tx,
+            info_tx,
+            keyframe_tx,
+        );
+        tokio::spawn(hub.run(shutdown));
+        Self {
+            panel,
+            cmd,
+            status,
+            info,
+            keyframe,
+        }
+    }
+
+    pub fn panel(&self) -> &Panel {
+        &self.panel
+    }
+
+    fn stopped(&self) -> HubError {
+        HubError::Stopped {
+            panel: self.panel.name.clone(),
+        }
+    }
+
+    /// Becomes a viewer: the first one starts a call. Returns once a keyframe is there to start
+    /// from, or an error after the start timeout.
+    pub async fn join(&self, kind: ViewerKind) -> Result<Viewer, HubError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Join { kind, reply })
+            .map_err(|_| self.stopped())?;
+        rx.await.map_err(|_| self.stopped())?
+    }
+
+    /// The privacy switch: `false` refuses new viewers and ends any call.
+    pub fn allow_streaming(&self, allowed: bool) {
+        let _ = self.cmd.send(Command::AllowStreaming(allowed));
+    }
+
+    /// Asks the intercom for an IDR now (when there is a call).
+    pub fn request_keyframe(&self) {
+        let _ = self.cmd.send(Command::Keyframe);
+    }
+
+    /// Answers a doorbell ring; its media becomes this hub's source (no second call is placed,
+    /// a running view call is replaced). The answered call is not ended by the linger.
+    pub async fn answer_ring(&self, ring: IncomingRing) -> Result<(), HubError> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::AnswerRing {
+                ring: Box::new(ring),
+                reply,
+            })
+            .map_err(|_| self.stopped())?;
+        rx.await.map_err(|_| self.stopped())?
+    }
+
+    /// Manual hang-up: ends the call; viewers that remain get a new one.
+    pub fn hang_up(&self) {
+        let _ = self.cmd.send(Command::HangUp);
+    }
+
+    pub fn status(&self) -> HubStatus {
+        self.status.borrow().clone()
+    }
+
+    pub fn status_watch(&self) -> watch::Receiver<HubStatus> {
+        self.status.clone()
+    }
+
+    /// The newest keyframe seen (this call or an earlier one): for snapshots, which never start
+    /// or hold a call.
+    pub fn last_keyframe(&self) -> Option<Arc<VideoFrame>> {
+        self.keyframe.borrow().clone()
+    }
+
+    /// The last known stream parameters (kept from earlier calls), without starting a call.
+    pub fn stream_info(&self) -> Option<StreamInfo> {
+        self.info.borrow().clone()
+    }
+}
