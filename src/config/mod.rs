@@ -241,6 +241,10 @@ pub struct Config {
     pub linger: Duration,
     pub start_timeout: Duration,
     pub max_call: Duration,
+    /// Speex → AAC for the viewers; `false` serves video only.
+    pub audio: bool,
+    /// AAC sample rate (mono), Hz.
+    pub audio_sample_rate: u32,
     pub rtsp_port: u16,
     pub rtsp_user: Option<String>,
     pub rtsp_password: Option<Secret>,
@@ -278,6 +282,8 @@ impl Default for Config {
             linger: Duration::from_secs(15),
             start_timeout: Duration::from_secs(10),
             max_call: Duration::from_secs(300),
+            audio: true,
+            audio_sample_rate: 16000,
             rtsp_port: 8554,
             rtsp_user: None,
             rtsp_password: None,

@@ -27,6 +27,8 @@ pub(super) enum Kind {
     Number,
     /// A list of mappings; text is YAML/JSON flow syntax.
     List,
+    /// `true`/`false` (also `yes`/`no`, `on`/`off`, `1`/`0` as text).
+    Bool,
 }
 
 /// Every option key, in the order of the documentation.
@@ -45,6 +47,8 @@ pub(super) const SPECS: &[(&str, Kind)] = &[
     ("linger_seconds", Kind::Number),
     ("start_timeout_seconds", Kind::Number),
     ("max_call_seconds", Kind::Number),
+    ("audio", Kind::Bool),
+    ("audio_sample_rate", Kind::Number),
     ("rtsp_port", Kind::Number),
     ("rtsp_user", Kind::Text),
     ("rtsp_password", Kind::Secret),
@@ -199,6 +203,11 @@ fn from_text(
 ) -> Result<Value, ConfigError> {
     match kind {
         Kind::Text | Kind::Secret => Ok(Value::String(text.to_owned())),
+        Kind::Bool => Ok(match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" | "1" => Value::Bool(true),
+            "false" | "no" | "off" | "0" => Value::Bool(false),
+            _ => Value::String(text.to_owned()),
+        }),
         Kind::Number => {
             let t = text.trim();
             if let Ok(n) = t.parse::<i64>() {

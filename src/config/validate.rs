@@ -38,6 +38,8 @@ pub(super) fn build(m: &Merged) -> Result<Config, ConfigError> {
             seconds(v, 1, 60)
         })?,
         max_call: field(m, "max_call_seconds", d.max_call, |v| seconds(v, 10, 86400))?,
+        audio: field(m, "audio", d.audio, boolean)?,
+        audio_sample_rate: field(m, "audio_sample_rate", d.audio_sample_rate, sample_rate)?,
         rtsp_port,
         rtsp_user: field(m, "rtsp_user", None, opt_text)?,
         rtsp_password: field(m, "rtsp_password", None, secret)?,
@@ -129,6 +131,23 @@ fn ranged(value: &Value, lo: i64, hi: i64, what: &str) -> Result<i64, Allowed> {
         Some(n) if (lo..=hi).contains(&n) => Ok(n),
         _ => Err(format!("must be {what} from {lo} to {hi}")),
     }
+}
+
+fn boolean(value: &Value) -> Result<bool, Allowed> {
+    match value {
+        Value::Bool(b) => Ok(*b),
+        _ => Err("must be true or false".to_owned()),
+    }
+}
+
+/// The AAC rates the encoder is set up for (mono).
+pub(super) const SAMPLE_RATES: [u32; 6] = [8000, 16000, 24000, 32000, 44100, 48000];
+
+fn sample_rate(value: &Value) -> Result<u32, Allowed> {
+    let allowed = || format!("must be one of {SAMPLE_RATES:?} (Hz)");
+    let n = ranged(value, 1, 48000, "a sample rate").map_err(|_| allowed())?;
+    let n = u32::try_from(n).map_err(|_| allowed())?;
+    SAMPLE_RATES.contains(&n).then_some(n).ok_or_else(allowed)
 }
 
 fn port(value: &Value) -> Result<u16, Allowed> {

@@ -482,3 +482,37 @@ fn unreadable_and_unparseable_files() {
             .ends_with("the top level must be a mapping of `option: value`, found a list")
     );
 }
+
+#[test]
+fn audio_switch_and_sample_rate() {
+    let c = crate::config::load(&crate::config::Sources {
+        env: vec![
+            ("C300X_AUDIO".into(), "off".into()),
+            ("C300X_AUDIO_SAMPLE_RATE".into(), "48000".into()),
+        ],
+        ..Default::default()
+    })
+    .expect("valid");
+    assert!(!c.audio);
+    assert_eq!(c.audio_sample_rate, 48000);
+    for (key, value, needle) in [
+        (
+            "C300X_AUDIO",
+            "maybe",
+            "audio = \"maybe\" (from env C300X_AUDIO): must be true or false",
+        ),
+        (
+            "C300X_AUDIO_SAMPLE_RATE",
+            "22050",
+            "audio_sample_rate = 22050 (from env C300X_AUDIO_SAMPLE_RATE): must be one of",
+        ),
+    ] {
+        let e = crate::config::load(&crate::config::Sources {
+            env: vec![(key.into(), value.into())],
+            ..Default::default()
+        })
+        .expect_err("invalid")
+        .to_string();
+        assert!(e.starts_with(needle), "{e}");
+    }
+}

@@ -60,6 +60,10 @@ impl HubSettings {
             linger: cfg.linger,
             start_timeout: cfg.start_timeout,
             max_call: cfg.max_call,
+            audio: cfg.audio.then_some(AacSettings {
+                sample_rate: cfg.audio_sample_rate,
+                ..AacSettings::default()
+            }),
             ..Self::default()
         }
     }
