@@ -7,7 +7,7 @@ pub mod media;
 mod session;
 pub mod sip;
 
-pub use session::{Intercom, IntercomError, MediaCall};
+pub use session::{Events, Intercom, IntercomError, MediaCall};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 

@@ -4,7 +4,9 @@
 //! sockets; dropping it ends the media, and `hangup` sends the BYE.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -13,7 +15,8 @@ use super::media::{
     CallMedia, CallSockets, MediaError, MediaPacket, MediaStats, PortPool, RemoteEndpoint,
 };
 use super::sip::{
-    self, AnsweredCall, EndReason, IncomingRing, SipError, SipHandle, SipSettings, ViewCall,
+    self, AnsweredCall, EndReason, IncomingRing, RingEvent, SipError, SipHandle, SipSettings,
+    ViewCall,
 };
 use crate::config::{Config, Lock};
 use crate::proto::openwebnet;
@@ -49,6 +52,56 @@ pub struct Intercom {
     sip: SipHandle,
     pool: PortPool,
     media_ip: IpAddr,
+    events: Arc<Events>,
+}
+
+/// What happened so far, for the API, MQTT and metrics.
+#[derive(Debug, Default)]
+pub struct Events {
+    pub rings: AtomicU64,
+    pub unlocks: AtomicU64,
+    pub unlock_failures: AtomicU64,
+    ringing: Mutex<Option<IncomingRing>>,
+    last_ring: Mutex<Option<SystemTime>>,
+}
+
+impl Events {
+    /// The ring that is ringing now (not yet answered, cancelled or timed out).
+    pub fn ringing(&self) -> Option<IncomingRing> {
+        self.ringing.lock().ok().and_then(|r| r.clone())
+    }
+
+    pub fn last_ring(&self) -> Option<SystemTime> {
+        self.last_ring.lock().ok().and_then(|r| *r)
+    }
+
+    fn on_ring(&self, ev: &RingEvent) {
+        let Ok(mut ringing) = self.ringing.lock() else {
+            return;
+        };
+        match ev {
+            RingEvent::Incoming(r) => {
+                self.rings.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut t) = self.last_ring.lock() {
+                    *t = Some(r.at);
+                }
+                *ringing = Some(r.clone());
+            }
+            RingEvent::Ended(e) => {
+                if ringing.as_ref().is_some_and(|r| r.call_id == e.call_id) {
+                    *ringing = None;
+                }
+            }
+        }
+    }
+
+    fn answered(&self, call_id: &str) {
+        if let Ok(mut ringing) = self.ringing.lock()
+            && ringing.as_ref().is_some_and(|r| r.call_id == call_id)
+        {
+            *ringing = None;
+        }
+    }
 }
 
 enum Dialog {
@@ -83,13 +136,32 @@ impl Intercom {
         ))
     }
 
-    /// For tests and tools that build the SIP agent themselves.
+    /// For tests and tools that build the SIP agent themselves. Needs a tokio runtime: a small
+    /// task follows the rings for `events()`.
     pub fn from_parts(sip: SipHandle, pool: PortPool, media_ip: IpAddr) -> Self {
+        let events = Arc::new(Events::default());
+        let mut rings = sip.rings();
+        let ev = events.clone();
+        tokio::spawn(async move {
+            loop {
+                match rings.recv().await {
+                    Ok(r) => ev.on_ring(&r),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                }
+            }
+        });
         Self {
             sip,
             pool,
             media_ip,
+            events,
         }
+    }
+
+    /// Ring and unlock counters, the ring that is ringing now, the time of the last ring.
+    pub fn events(&self) -> &Events {
+        &self.events
     }
 
     pub fn sip(&self) -> &SipHandle {
@@ -151,12 +223,24 @@ impl Intercom {
         let (sockets, local) = self.local_media()?;
         let answer = sdp::ring_answer(u64::from(rand::random::<u32>()), &local, &offer, true);
         let call = self.sip.answer_ring(&ring.call_id, answer).await?;
+        self.events.answered(&ring.call_id);
         MediaCall::start(Dialog::Ring(call), offer, &local, sockets, out).await
     }
 
     /// Opens a door: `*8*19*W##`, then after the lock's pulse `*8*20*W##` (§8). Ok only when
     /// the intercom answered both MESSAGEs with 2xx.
     pub async fn unlock(&self, lock: &Lock) -> Result<(), IntercomError> {
+        let result = self.unlock_frames(lock).await;
+        let counter = if result.is_ok() {
+            &self.events.unlocks
+        } else {
+            &self.events.unlock_failures
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    async fn unlock_frames(&self, lock: &Lock) -> Result<(), IntercomError> {
         self.sip.message(&openwebnet::unlock(lock.where_)).await?;
         tokio::time::sleep(lock.pulse).await;
         let release = openwebnet::release(lock.where_);

@@ -196,6 +196,13 @@ async fn unlock_sends_both_frames_with_the_pulse_between() {
         gap >= Duration::from_millis(400) && gap < Duration::from_millis(1500),
         "pulse {gap:?}"
     );
+    assert_eq!(
+        intercom
+            .events()
+            .unlocks
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     intercom.voicemail(true).await.expect("voicemail on");
     intercom
         .staircase_light(Duration::from_millis(50))
@@ -221,6 +228,13 @@ async fn unlock_fails_when_the_intercom_refuses() {
         pulse: Duration::from_millis(100),
     };
     let err = intercom.unlock(&lock).await.expect_err("refused");
+    assert_eq!(
+        intercom
+            .events()
+            .unlock_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     assert!(matches!(err, IntercomError::Sip(_)), "{err}");
     assert!(sim.stats().message_bodies().is_empty());
     stop.cancel();
@@ -246,8 +260,21 @@ async fn answered_ring_delivers_media() {
         ring.wait_for(T, |s| s == RingState::Ringing).await,
         Some(RingState::Ringing)
     );
+    eventually_ringing(&intercom, &incoming.call_id).await;
+    assert_eq!(
+        intercom
+            .events()
+            .rings
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert!(intercom.events().last_ring().is_some());
     let (tx, mut rx) = mpsc::channel(4096);
     let call = intercom.answer_ring(&incoming, tx).await.expect("answer");
+    assert!(
+        intercom.events().ringing().is_none(),
+        "answered: no longer ringing"
+    );
     assert_eq!(
         ring.wait_for(T, |s| s == RingState::Answered).await,
         Some(RingState::Answered)
@@ -267,6 +294,20 @@ async fn answered_ring_delivers_media() {
     call.hangup().await;
     assert_eq!(SimStats::get(&sim.stats().active_calls), 0);
     stop.cancel();
+}
+
+async fn eventually_ringing(intercom: &Intercom, call_id: &str) {
+    for _ in 0..100 {
+        if intercom
+            .events()
+            .ringing()
+            .is_some_and(|r| r.call_id == call_id)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("ring {call_id} never showed as ringing");
 }
 
 #[tokio::test]
