@@ -1,0 +1,142 @@
+//! The add-on files agree with the code: config.yaml's version is Cargo's, its options and schema
+//! name exactly the configuration keys and its defaults are the bridge's defaults (no drift),
+//! translations cover every option and port, and the icons have the sizes the store expects.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use c300x_bridge::config::{self, Config, KEYS, Sources};
+use serde_json::Value;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn yaml(file: &str) -> Value {
+    let text = std::fs::read_to_string(root().join(file)).expect("read");
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{file} is not valid YAML: {e}"))
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object().expect("a mapping").keys().cloned().collect()
+}
+
+#[test]
+fn manifest_version_and_fixed_settings() {
+    let m = yaml("config.yaml");
+    assert_eq!(
+        m["version"],
+        env!("CARGO_PKG_VERSION"),
+        "config.yaml version = Cargo version"
+    );
+    assert_eq!(m["slug"], "c300x_bridge");
+    assert_eq!(m["arch"], serde_json::json!(["aarch64", "amd64"]));
+    assert_eq!(m["init"], false);
+    assert_eq!(m["host_network"], true);
+    assert_eq!(m["ingress"], true);
+    assert_eq!(m["services"], serde_json::json!(["mqtt:need"]));
+    assert_eq!(m["map"], serde_json::json!(["media:rw", "addon_config:rw"]));
+    assert_eq!(m["watchdog"], "tcp://[HOST]:[PORT:8554]");
+    // Ingress reaches the web server on its default port.
+    assert_eq!(m["ingress_port"], Config::default().http_port);
+}
+
+#[test]
+fn schema_names_every_config_key_and_types_are_right() {
+    let m = yaml("config.yaml");
+    let schema = &m["schema"];
+    let expected: BTreeSet<String> = KEYS.iter().map(|k| k.to_string()).collect();
+    assert_eq!(keys(schema), expected, "schema keys = config keys");
+    let options = keys(&m["options"]);
+    assert!(
+        options.is_subset(&expected),
+        "unknown option keys: {:?}",
+        options.difference(&expected).collect::<Vec<_>>()
+    );
+    for k in KEYS {
+        let t = schema[k].as_str().unwrap_or("list");
+        if k.ends_with("_port") || k == "rtp_port_min" || k == "rtp_port_max" {
+            assert_eq!(t, "port", "{k}");
+        }
+        if k.ends_with("password") || k == "api_token" {
+            assert_eq!(t, "password?", "{k}");
+        }
+        // Options without a default must be optional in the schema, and vice versa.
+        if !options.contains(k) {
+            assert!(
+                t.ends_with('?'),
+                "{k} has no default, so it must be optional (`?`)"
+            );
+        }
+    }
+    assert_eq!(
+        keys(&schema["panels"][0]),
+        ["devaddr", "name"].map(String::from).into()
+    );
+    assert_eq!(
+        keys(&schema["locks"][0]),
+        ["name", "pulse_ms", "where"].map(String::from).into()
+    );
+}
+
+/// The Supervisor writes the manifest's options to /data/options.json: loading that file must give
+/// exactly the bridge's built-in defaults.
+#[test]
+fn manifest_defaults_are_the_bridge_defaults() {
+    let m = yaml("config.yaml");
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("options.json");
+    std::fs::write(&path, serde_json::to_vec(&m["options"]).expect("json")).expect("write");
+    let cfg = config::load(&Sources {
+        options_json: Some(path),
+        ..Sources::default()
+    })
+    .expect("the manifest's defaults load");
+    assert_eq!(cfg, Config::default());
+}
+
+#[test]
+fn translations_cover_every_option_and_port() {
+    let t = yaml("translations/en.yaml");
+    let expected: BTreeSet<String> = KEYS.iter().map(|k| k.to_string()).collect();
+    assert_eq!(keys(&t["configuration"]), expected);
+    for k in KEYS {
+        let entry = &t["configuration"][k];
+        assert!(
+            entry["name"].as_str().is_some_and(|s| !s.is_empty()),
+            "{k} has no name"
+        );
+        assert!(
+            entry["description"].as_str().is_some_and(|s| !s.is_empty()),
+            "{k} has no description"
+        );
+    }
+    assert_eq!(keys(&t["network"]), keys(&yaml("config.yaml")["ports"]));
+}
+
+#[test]
+fn repository_and_icons() {
+    assert!(yaml("repository.yaml")["name"].as_str().is_some());
+    for (file, w, h) in [("icon.png", 128, 128), ("logo.png", 250, 100)] {
+        let d = std::fs::read(root().join(file)).expect("read");
+        assert_eq!(&d[..8], b"\x89PNG\r\n\x1a\n", "{file} is a PNG");
+        let size = (
+            u32::from_be_bytes([d[16], d[17], d[18], d[19]]),
+            u32::from_be_bytes([d[20], d[21], d[22], d[23]]),
+        );
+        assert_eq!(size, (w, h), "{file} size");
+    }
+    let docker = std::fs::read_to_string(root().join("Dockerfile")).expect("Dockerfile");
+    for label in ["io.hass.version", "io.hass.type", "io.hass.arch"] {
+        assert!(docker.contains(label), "Dockerfile label {label}");
+    }
+    assert!(
+        docker.contains("ARG BASE_IMAGE="),
+        "the base image can be overridden"
+    );
+    let apparmor = std::fs::read_to_string(root().join("apparmor.txt")).expect("apparmor");
+    assert!(
+        apparmor.contains("profile c300x_bridge "),
+        "profile named after the slug"
+    );
+}
