@@ -100,37 +100,14 @@ pub async fn run(cfg: &Config, opts: &Options, mut report: impl FnMut(&Step)) ->
         &mut steps,
     );
 
-    let used = |t: SipTransport| cfg.sip_transport == t;
     let tcp = probe_tcp(addr).await;
-    let status = match (&tcp, used(SipTransport::Tcp)) {
-        (Ok(_), _) => Status::Pass,
-        (Err(_), true) => Status::Fail,
-        (Err(_), false) => Status::Warn,
-    };
-    let fix = (status != Status::Pass).then(|| format!("{EDIT_TRANSPORT}; {EDIT_FIREWALL}"));
     push(
-        Step {
-            name: "sip/tcp",
-            status,
-            detail: tcp.unwrap_or_else(|e| e),
-            fix,
-        },
+        reach_step("sip/tcp", tcp, cfg.sip_transport == SipTransport::Tcp),
         &mut steps,
     );
     let udp = probe_udp(addr, cfg.sip_domain.as_deref().unwrap_or_default()).await;
-    let status = match (&udp, used(SipTransport::Udp)) {
-        (Ok(_), _) => Status::Pass,
-        (Err(_), true) => Status::Fail,
-        (Err(_), false) => Status::Warn,
-    };
-    let fix = (status != Status::Pass).then(|| format!("{EDIT_TRANSPORT}; {EDIT_FIREWALL}"));
     push(
-        Step {
-            name: "sip/udp",
-            status,
-            detail: udp.unwrap_or_else(|e| e),
-            fix,
-        },
+        reach_step("sip/udp", udp, cfg.sip_transport == SipTransport::Udp),
         &mut steps,
     );
     if steps.iter().any(|s| s.status == Status::Fail) {
@@ -209,6 +186,22 @@ pub async fn run(cfg: &Config, opts: &Options, mut report: impl FnMut(&Step)) ->
     intercom.sip().shutdown().await;
     shutdown.cancel();
     steps
+}
+
+/// A probe of one transport: failing is fatal only for the transport the bridge uses.
+fn reach_step(name: &'static str, probe: Result<String, String>, used: bool) -> Step {
+    let status = match (&probe, used) {
+        (Ok(_), _) => Status::Pass,
+        (Err(_), true) => Status::Fail,
+        (Err(_), false) => Status::Warn,
+    };
+    let fix = (status != Status::Pass).then(|| format!("{EDIT_TRANSPORT}; {EDIT_FIREWALL}"));
+    Step {
+        name,
+        status,
+        detail: probe.unwrap_or_else(|e| e),
+        fix,
+    }
 }
 
 async fn probe_tcp(addr: SocketAddr) -> Result<String, String> {

@@ -2,6 +2,7 @@
 //! clean, its access units are 400x288 H.264 that ffprobe counts frame for frame; with 10 %
 //! packet loss (and a PLI while it waits for an IDR) the output still decodes without one error.
 
+use crate::sim_media::bind_pair;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
@@ -13,24 +14,9 @@ use c300x_bridge::proto::rtp::{RtpPacket, rtcp};
 use c300x_bridge::proto::srtp::{SdesKey, SrtpSession};
 use c300x_bridge::sim::media::{BoundMedia, MediaPlan, MediaSession};
 use c300x_bridge::sim::stats::{Faults, SimStats};
-use tokio::net::UdpSocket;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const VIDEO_PT: u8 = 96;
-
-async fn bind_pair() -> (UdpSocket, UdpSocket) {
-    for _ in 0..100 {
-        let rtp = UdpSocket::bind((LOCALHOST, 0)).await.expect("bind");
-        let port = rtp.local_addr().expect("addr").port();
-        if port % 2 == 1 {
-            continue;
-        }
-        if let Ok(rtcp) = UdpSocket::bind((LOCALHOST, port + 1)).await {
-            return (rtp, rtcp);
-        }
-    }
-    panic!("no free port pair");
-}
 
 /// What one run of the simulator's video through the depacketizer gave.
 struct Run {

@@ -15,7 +15,7 @@ use c300x_bridge::media::hub::{
 use c300x_bridge::sim::{RingState, SimConfig, SimStats, Simulator};
 use tokio_util::sync::CancellationToken;
 
-use crate::intercom_calls::bridge;
+use crate::intercom_calls::{bridge, eventually};
 
 const T: Duration = Duration::from_secs(15);
 
@@ -55,14 +55,6 @@ async fn setup_with_intercom(
 
 fn get(sim: &Simulator, f: impl Fn(&SimStats) -> &std::sync::atomic::AtomicU64) -> u64 {
     f(&sim.stats()).load(Ordering::SeqCst)
-}
-
-async fn eventually(what: &str, timeout: Duration, cond: impl Fn() -> bool) {
-    let end = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The next video frame (skipping audio and discontinuities).

@@ -260,7 +260,13 @@ async fn answered_ring_delivers_media() {
         ring.wait_for(T, |s| s == RingState::Ringing).await,
         Some(RingState::Ringing)
     );
-    eventually_ringing(&intercom, &incoming.call_id).await;
+    eventually("the ring shows as ringing", T, || {
+        intercom
+            .events()
+            .ringing()
+            .is_some_and(|r| r.call_id == incoming.call_id)
+    })
+    .await;
     assert_eq!(
         intercom
             .events()
@@ -296,18 +302,16 @@ async fn answered_ring_delivers_media() {
     stop.cancel();
 }
 
-async fn eventually_ringing(intercom: &Intercom, call_id: &str) {
-    for _ in 0..100 {
-        if intercom
-            .events()
-            .ringing()
-            .is_some_and(|r| r.call_id == call_id)
-        {
-            return;
-        }
+/// Polls `cond` every 20 ms until it holds; fails the test naming `what` after `timeout`.
+pub async fn eventually(what: &str, timeout: Duration, cond: impl Fn() -> bool) {
+    let end = std::time::Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("ring {call_id} never showed as ringing");
 }
 
 #[tokio::test]

@@ -34,7 +34,8 @@ struct Bridge {
     sim_ports: (u16, u16),
 }
 
-async fn bind_pair() -> (UdpSocket, UdpSocket) {
+/// An even RTP port with its RTCP neighbour, standing in for the bridge's sockets.
+pub async fn bind_pair() -> (UdpSocket, UdpSocket) {
     for _ in 0..100 {
         let rtp = UdpSocket::bind((LOCALHOST, 0)).await.expect("bind");
         let port = rtp.local_addr().expect("addr").port();
