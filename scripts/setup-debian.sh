@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs what c300x-bridge needs to build, test and run on Debian 12 (idempotent, non-interactive).
-# Build: FFmpeg 5.1 dev libraries + clang (bindgen). Tests: ffmpeg/ffprobe, mosquitto.
+# Build: FFmpeg 5.1 dev libraries + clang (bindgen). Tests: ffmpeg/ffprobe, mosquitto, Python venv
+# (real Home Assistant), Chromium + Node (hls.js page), GStreamer (rtspsrc), podman (add-on image).
 set -euo pipefail
 
 packages=(
   pkg-config clang libclang-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
-  ffmpeg mosquitto mosquitto-clients
+  ffmpeg mosquitto mosquitto-clients python3-venv
+  chromium chromium-driver nodejs npm
+  podman runc debootstrap curl
+  gstreamer1.0-tools gstreamer1.0-rtsp gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav
 )
 
 sudo_cmd=()

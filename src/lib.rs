@@ -5,5 +5,7 @@ pub mod app;
 pub mod config;
 pub mod intercom;
 pub mod media;
+pub mod mqtt;
 pub mod proto;
+pub mod servers;
 pub mod sim;

@@ -64,6 +64,12 @@ enum Command {
     },
     /// Check the intercom set-up step by step (SIP reachability, registration, test call).
     Check(CheckArgs),
+    /// MQTT maintenance: `--remove` deletes the device from Home Assistant (empty retained configs).
+    Mqtt {
+        /// Remove every discovery config this bridge published.
+        #[arg(long)]
+        remove: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -135,6 +141,7 @@ fn main() -> ExitCode {
             Command::Demo => demo(cfg, shutdown).await,
             Command::Sim(args) => sim(args, shutdown).await,
             Command::Check(args) => check(cfg, args).await,
+            Command::Mqtt { remove } => mqtt_command(cfg, remove).await,
             Command::Config { .. } => Ok(()),
         }
     });
@@ -221,6 +228,22 @@ fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
+async fn mqtt_command(cfg: Config, remove: bool) -> anyhow::Result<()> {
+    use c300x_bridge::mqtt::{MqttSettings, remove_device};
+    if !remove {
+        anyhow::bail!("nothing to do: use `c300x-bridge mqtt --remove`");
+    }
+    let settings = match MqttSettings::from_config(&cfg) {
+        Some(s) => s,
+        None => MqttSettings::from_supervisor()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no MQTT broker: set mqtt_url"))?,
+    };
+    remove_device(&settings, &cfg).await?;
+    println!("Removed the device's discovery configs from the broker.");
+    Ok(())
+}
+
 async fn check(cfg: Config, args: CheckArgs) -> anyhow::Result<()> {
     let opts = c300x_bridge::intercom::check::Options {
         message: args.message,
@@ -255,6 +278,17 @@ async fn demo(mut cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()
     cfg.intercom_sip_port = addr.port();
     cfg.sip_domain = Some(sim.domain().to_owned());
     cfg.advertise_address.get_or_insert(addr.ip());
+    // The page's "ring the doorbell" button presses the simulated panel.
+    let (ring_tx, mut ring_rx) = tokio::sync::mpsc::unbounded_channel::<u8>();
+    let sim = std::sync::Arc::new(sim);
+    let ringer = sim.clone();
+    tokio::spawn(async move {
+        while let Some(devaddr) = ring_rx.recv().await {
+            if let Err(e) = ringer.ring(devaddr).await {
+                tracing::warn!("demo ring: {e}");
+            }
+        }
+    });
     println!(
         "c300x-bridge demo: a simulated C300X is answering at sip:{addr} (domain {})",
         sim.domain()
@@ -262,9 +296,12 @@ async fn demo(mut cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()
     for line in app::endpoints(&cfg) {
         println!("  {line}");
     }
-    println!("Press Ctrl-C to stop.");
-    let result = app::run(cfg, shutdown).await;
-    sim.shutdown().await;
+    println!("Open the web page and press \"Ring the doorbell\". Press Ctrl-C to stop.");
+    let demo = c300x_bridge::servers::http::DemoHooks { ring: ring_tx };
+    let result = app::run_with(cfg, shutdown, Some(demo)).await;
+    if let Ok(sim) = std::sync::Arc::try_unwrap(sim) {
+        sim.shutdown().await;
+    }
     Ok(result?)
 }
 

@@ -2,6 +2,7 @@
 //! No sockets and no protocol framing here (that is `proto/`).
 
 pub mod hub;
+pub mod jpeg;
 pub mod transcode;
 
 use std::sync::Once;

@@ -2,8 +2,11 @@
 //! No tokio, no sockets. Shared by the bridge and the simulator.
 
 pub mod aac;
+pub mod fmp4;
 pub mod h264;
+pub mod hls;
 pub mod openwebnet;
 pub mod rtp;
+pub mod rtsp;
 pub mod sdp;
 pub mod srtp;

@@ -124,8 +124,36 @@ fn sim_prints_the_keys_for_a_bridge_and_stops_on_sigterm() {
     );
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
 #[test]
 fn demo_starts_without_an_intercom() {
-    let out = starts_and_stops(&["demo"], "Press Ctrl-C to stop.");
+    let (rtsp, http) = (free_port(), free_port());
+    let rtsp_set = format!("rtsp_port={rtsp}");
+    let http_set = format!("http_port={http}");
+    let out = starts_and_stops(
+        &[
+            "--set",
+            &rtsp_set,
+            "--set",
+            &http_set,
+            "--set",
+            "rtp_port_min=47000",
+            "--set",
+            "rtp_port_max=47019",
+            "demo",
+        ],
+        "Press Ctrl-C to stop.",
+    );
     assert!(out.contains("simulated C300X"), "{out}");
+    assert!(
+        out.contains(&format!("rtsp://127.0.0.1:{rtsp}/doorbell")),
+        "{out}"
+    );
 }

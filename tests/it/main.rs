@@ -3,11 +3,14 @@
 mod addon;
 mod cli;
 mod depacketizer_sim;
+mod http;
 mod hub;
 mod intercom_calls;
 mod intercom_media;
 mod intercom_sip;
 mod malformed_sip;
+mod mqtt;
+mod rtsp;
 mod sim_media;
 mod sim_sip;
 mod sip_peer;

@@ -1,0 +1,370 @@
+//! Home Assistant MQTT discovery payloads (home-assistant.md §0, §2) and the state payloads that
+//! go with them, as pure functions: config + topics in, `(topic, JSON)` out. One retained config
+//! per entity, all sharing one `device` block; never `object_id` / `default_entity_id`.
+//! No I/O here; `mod.rs` publishes what these return.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use super::topics::{Button, Topics};
+use crate::config::{Config, Lock, Panel};
+
+/// The device's name in HA; entity ids derive from it (`event.bticino_c300x_doorbell`).
+pub const DEVICE_NAME: &str = "BTicino C300X";
+/// HA's `event_types` for the doorbell: `ring` is required for doorbells from 2027.4 on.
+pub const EVENT_TYPES: [&str; 3] = ["ring", "answered", "missed"];
+/// `binary_sensor` Ringing turns itself off after this long without news (a lost ring end).
+pub const RINGING_OFF_DELAY_S: u64 = 30;
+
+/// What the payloads need beyond `Config`: where users reach our servers, and our version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    /// Host name or IP for the RTSP / snapshot / UI URLs (the advertised address).
+    pub host: String,
+    /// The bridge version for the `origin` block.
+    pub sw_version: String,
+}
+
+/// One entity's discovery message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityConfig {
+    pub platform: &'static str,
+    /// The `<entity>` topic segment, also the unique-id suffix (`doorbell_front`).
+    pub key: String,
+    pub topic: String,
+    pub payload: Value,
+}
+
+/// "front-door" → "Front door": the display form of a configured name.
+pub fn display(name: &str) -> String {
+    let spaced = name.replace(['_', '-'], " ");
+    let mut chars = spaced.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// `rtsp://<host>:<rtsp_port>/<panel>` (the RTSP server's path per panel).
+pub fn rtsp_url(cfg: &Config, site: &Site, panel: &Panel) -> String {
+    format!(
+        "rtsp://{}:{}/{}",
+        url_host(&site.host),
+        cfg.rtsp_port,
+        panel.name
+    )
+}
+
+/// `http://<host>:<http_port>/api/<panel>/snapshot.jpg` (never starts a call).
+pub fn snapshot_url(cfg: &Config, site: &Site, panel: &Panel) -> String {
+    format!(
+        "http://{}:{}/api/{}/snapshot.jpg",
+        url_host(&site.host),
+        cfg.http_port,
+        panel.name
+    )
+}
+
+fn url_host(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+/// Every discovery config for `cfg`, in a stable order.
+pub fn entity_configs(cfg: &Config, topics: &Topics, site: &Site) -> Vec<EntityConfig> {
+    let b = Builder { cfg, topics, site };
+    let mut out = Vec::new();
+    for p in &cfg.panels {
+        out.push(b.doorbell(p));
+    }
+    for l in &cfg.locks {
+        out.push(b.lock(l));
+    }
+    for button in Button::ALL {
+        out.push(b.button(button));
+    }
+    for p in &cfg.panels {
+        out.push(b.streaming(p));
+    }
+    out.push(b.voicemail());
+    for p in &cfg.panels {
+        out.push(b.call(p));
+    }
+    out.push(b.sip_registered());
+    out.push(b.ringing());
+    for p in &cfg.panels {
+        out.push(b.viewers(p));
+        out.push(b.rtsp_url(p));
+        out.push(b.snapshot_url(p));
+    }
+    out.push(b.last_ring());
+    // TODO(ring snapshot issue): an `image` entity "Last ring" (`image_topic`, `content_type:
+    // image/jpeg`, retained) once a snapshot is taken on ring; topic `<base>/last_ring_image`.
+    out
+}
+
+struct Builder<'a> {
+    cfg: &'a Config,
+    topics: &'a Topics,
+    site: &'a Site,
+}
+
+impl Builder<'_> {
+    fn device(&self) -> Value {
+        json!({
+            "identifiers": [self.topics.node],
+            "name": DEVICE_NAME,
+            "manufacturer": "BTicino",
+            "model": "Classe 300X",
+            "configuration_url": format!("http://{}:{}/", url_host(&self.site.host), self.cfg.http_port),
+        })
+    }
+
+    /// Name, ids, availability, device and origin: the keys every entity carries.
+    fn entity(
+        &self,
+        platform: &'static str,
+        key: String,
+        name: &str,
+        extra: Value,
+    ) -> EntityConfig {
+        let mut payload = json!({
+            "name": name,
+            "unique_id": self.topics.unique_id(&key),
+            "availability_topic": self.topics.availability(),
+            "device": self.device(),
+            "origin": { "name": "c300x-bridge", "sw_version": self.site.sw_version },
+        });
+        if let (Some(map), Value::Object(extra)) = (payload.as_object_mut(), extra) {
+            map.extend(extra);
+        }
+        EntityConfig {
+            platform,
+            topic: self.topics.config(platform, &key),
+            key,
+            payload,
+        }
+    }
+
+    /// "Doorbell" with one panel; "Garden doorbell" when there are several.
+    fn panel_name(&self, panel: &Panel, what: &str) -> String {
+        if self.cfg.panels.len() > 1 {
+            format!("{} {}", display(&panel.name), what.to_lowercase())
+        } else {
+            what.to_owned()
+        }
+    }
+
+    fn doorbell(&self, p: &Panel) -> EntityConfig {
+        self.entity(
+            "event",
+            format!("doorbell_{}", p.name),
+            &self.panel_name(p, "Doorbell"),
+            json!({
+                "device_class": "doorbell",
+                "event_types": EVENT_TYPES,
+                "state_topic": self.topics.doorbell(&p.name),
+            }),
+        )
+    }
+
+    fn lock(&self, l: &Lock) -> EntityConfig {
+        self.entity(
+            "lock",
+            format!("lock_{}", l.name),
+            &display(&l.name),
+            json!({
+                "command_topic": self.topics.lock_set(&l.name),
+                "state_topic": self.topics.lock_state(&l.name),
+                "payload_lock": "LOCK",
+                "payload_unlock": "UNLOCK",
+                "payload_open": "OPEN",
+                "state_locked": "LOCKED",
+                "state_unlocked": "UNLOCKED",
+                "state_unlocking": "UNLOCKING",
+                "state_jammed": "JAMMED",
+            }),
+        )
+    }
+
+    fn button(&self, button: Button) -> EntityConfig {
+        let (name, extra) = match button {
+            Button::StaircaseLight => ("Staircase light", json!({"icon": "mdi:stairs"})),
+            Button::Answer => ("Answer ring", json!({"icon": "mdi:phone"})),
+            Button::HangUp => ("Hang up", json!({"icon": "mdi:phone-hangup"})),
+            Button::RestartCall => (
+                "Restart call",
+                json!({"device_class": "restart", "entity_category": "diagnostic"}),
+            ),
+        };
+        let mut cfg = self.entity("button", button.key().to_owned(), name, extra);
+        if let Some(map) = cfg.payload.as_object_mut() {
+            map.insert("command_topic".into(), json!(self.topics.button(button)));
+            map.insert("payload_press".into(), json!("PRESS"));
+        }
+        cfg
+    }
+
+    fn streaming(&self, p: &Panel) -> EntityConfig {
+        self.entity(
+            "switch",
+            format!("streaming_{}", p.name),
+            &self.panel_name(p, "Streaming allowed"),
+            json!({
+                "command_topic": self.topics.streaming_set(&p.name),
+                "state_topic": self.topics.streaming_state(&p.name),
+                "icon": "mdi:cctv",
+            }),
+        )
+    }
+
+    fn voicemail(&self) -> EntityConfig {
+        self.entity(
+            "switch",
+            "voicemail".to_owned(),
+            "Voicemail",
+            json!({
+                "command_topic": self.topics.voicemail_set(),
+                "state_topic": self.topics.voicemail_state(),
+                "icon": "mdi:voicemail",
+            }),
+        )
+    }
+
+    fn call(&self, p: &Panel) -> EntityConfig {
+        self.entity(
+            "binary_sensor",
+            format!("call_{}", p.name),
+            &self.panel_name(p, "Call active"),
+            json!({"device_class": "running", "state_topic": self.topics.call(&p.name)}),
+        )
+    }
+
+    fn sip_registered(&self) -> EntityConfig {
+        self.entity(
+            "binary_sensor",
+            "sip_registered".to_owned(),
+            "SIP registered",
+            json!({
+                "device_class": "connectivity",
+                "entity_category": "diagnostic",
+                "state_topic": self.topics.sip_registered(),
+            }),
+        )
+    }
+
+    fn ringing(&self) -> EntityConfig {
+        self.entity(
+            "binary_sensor",
+            "ringing".to_owned(),
+            "Ringing",
+            json!({
+                "state_topic": self.topics.ringing(),
+                "off_delay": RINGING_OFF_DELAY_S,
+                "icon": "mdi:bell-ring",
+            }),
+        )
+    }
+
+    fn viewers(&self, p: &Panel) -> EntityConfig {
+        self.entity(
+            "sensor",
+            format!("viewers_{}", p.name),
+            &self.panel_name(p, "Viewers"),
+            json!({
+                "state_topic": self.topics.viewers(&p.name),
+                "state_class": "measurement",
+                "entity_category": "diagnostic",
+                "icon": "mdi:eye",
+            }),
+        )
+    }
+
+    fn rtsp_url(&self, p: &Panel) -> EntityConfig {
+        self.entity(
+            "sensor",
+            format!("rtsp_url_{}", p.name),
+            &self.panel_name(p, "RTSP URL"),
+            json!({
+                "state_topic": self.topics.rtsp_url(&p.name),
+                "entity_category": "diagnostic",
+                "icon": "mdi:video",
+            }),
+        )
+    }
+
+    fn snapshot_url(&self, p: &Panel) -> EntityConfig {
+        self.entity(
+            "sensor",
+            format!("snapshot_url_{}", p.name),
+            &self.panel_name(p, "Snapshot URL"),
+            json!({
+                "state_topic": self.topics.snapshot_url(&p.name),
+                "entity_category": "diagnostic",
+                "icon": "mdi:camera",
+            }),
+        )
+    }
+
+    fn last_ring(&self) -> EntityConfig {
+        self.entity(
+            "sensor",
+            "last_ring".to_owned(),
+            "Last ring",
+            json!({
+                "device_class": "timestamp",
+                "entity_category": "diagnostic",
+                "state_topic": self.topics.last_ring(),
+            }),
+        )
+    }
+}
+
+/// `ON` / `OFF`, the default payloads of `switch` and `binary_sensor`.
+pub fn on_off(on: bool) -> &'static str {
+    if on { "ON" } else { "OFF" }
+}
+
+/// A doorbell `event` payload: `{"event_type":"ring","panel":"…","devaddr":20,"time":"…"}`.
+/// Extra keys become event attributes in HA.
+pub fn doorbell_event(event_type: &str, panel: &Panel, at: SystemTime) -> String {
+    json!({
+        "event_type": event_type,
+        "panel": panel.name,
+        "devaddr": panel.devaddr,
+        "time": rfc3339(at),
+    })
+    .to_string()
+}
+
+/// UTC RFC 3339 with seconds (`2024-03-01T12:00:05+00:00`), as HA's timestamp sensor parses it.
+pub fn rfc3339(at: SystemTime) -> String {
+    let secs = at
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil-from-days, for days since 1970-01-01 (no negative dates here).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}+00:00",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests;

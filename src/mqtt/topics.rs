@@ -1,0 +1,253 @@
+//! Every MQTT topic the bridge uses, in one place: discovery configs
+//! (`<prefix>/<platform>/c300x_<id>/<entity>/config`, home-assistant.md §0), states, commands,
+//! availability and HA's birth topic. Also maps an incoming topic to the command it addresses.
+//! Names here are already validated by `config` (a-z, 0-9, `_`, `-`): safe in topics.
+
+use super::MqttError;
+use crate::config::Config;
+
+/// The bridge's topics for one intercom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    /// `c300x_<id>`: discovery node id, device identifier and unique-id prefix.
+    pub node: String,
+    /// `<discovery prefix>`, normally `homeassistant`.
+    prefix: String,
+    /// `<base topic>/<id>`, e.g. `c300x/1234567`.
+    base: String,
+}
+
+/// What a command topic addresses (indexes into `Config::locks` / `Config::panels`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandTarget {
+    Lock(usize),
+    Button(Button),
+    Streaming(usize),
+    Voicemail,
+}
+
+/// The device-level buttons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Button {
+    StaircaseLight,
+    Answer,
+    HangUp,
+    RestartCall,
+}
+
+impl Button {
+    pub const ALL: [Button; 4] = [
+        Button::StaircaseLight,
+        Button::Answer,
+        Button::HangUp,
+        Button::RestartCall,
+    ];
+
+    /// The entity key (topic segment and unique-id suffix).
+    pub fn key(self) -> &'static str {
+        match self {
+            Button::StaircaseLight => "staircase_light",
+            Button::Answer => "answer",
+            Button::HangUp => "hang_up",
+            Button::RestartCall => "restart_call",
+        }
+    }
+}
+
+/// The intercom's id: the numeric first label of the SIP domain (`1234567.bs.iotleg.com` →
+/// `1234567`). A non-numeric label is kept, lower-cased, with anything outside
+/// `[a-z0-9_-]` turned into `_` (HA allows only those in a node id).
+pub fn device_id(sip_domain: &str) -> Option<String> {
+    let label = sip_domain.split('.').next()?.trim();
+    if label.is_empty() {
+        return None;
+    }
+    Some(
+        label
+            .chars()
+            .map(|c| {
+                let c = c.to_ascii_lowercase();
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect(),
+    )
+}
+
+impl Topics {
+    pub fn new(
+        discovery_prefix: &str,
+        base_topic: &str,
+        sip_domain: &str,
+    ) -> Result<Self, MqttError> {
+        let id = device_id(sip_domain).ok_or_else(|| MqttError::NoDeviceId {
+            sip_domain: sip_domain.to_owned(),
+        })?;
+        Ok(Self {
+            node: format!("c300x_{id}"),
+            prefix: discovery_prefix.trim_end_matches('/').to_owned(),
+            base: format!("{}/{id}", base_topic.trim_end_matches('/')),
+        })
+    }
+
+    pub fn from_config(cfg: &Config) -> Result<Self, MqttError> {
+        let domain = cfg.sip_domain.as_deref().ok_or(MqttError::NoDeviceId {
+            sip_domain: String::new(),
+        })?;
+        Self::new(&cfg.mqtt_discovery_prefix, &cfg.mqtt_base_topic, domain)
+    }
+
+    /// `online` / `offline` (retained; `offline` is the Last Will).
+    pub fn availability(&self) -> String {
+        format!("{}/availability", self.base)
+    }
+
+    /// Home Assistant's birth / last-will topic.
+    pub fn ha_status(&self) -> String {
+        format!("{}/status", self.prefix)
+    }
+
+    /// The retained discovery config of one entity.
+    pub fn config(&self, platform: &str, entity: &str) -> String {
+        format!("{}/{platform}/{}/{entity}/config", self.prefix, self.node)
+    }
+
+    /// The entity's unique id (also its registry key in HA).
+    pub fn unique_id(&self, entity: &str) -> String {
+        format!("{}_{entity}", self.node)
+    }
+
+    /// Doorbell `event` payloads of a panel (never retained).
+    pub fn doorbell(&self, panel: &str) -> String {
+        format!("{}/panel/{panel}/doorbell", self.base)
+    }
+
+    pub fn call(&self, panel: &str) -> String {
+        format!("{}/panel/{panel}/call", self.base)
+    }
+
+    pub fn viewers(&self, panel: &str) -> String {
+        format!("{}/panel/{panel}/viewers", self.base)
+    }
+
+    pub fn rtsp_url(&self, panel: &str) -> String {
+        format!("{}/panel/{panel}/rtsp_url", self.base)
+    }
+
+    pub fn snapshot_url(&self, panel: &str) -> String {
+        format!("{}/panel/{panel}/snapshot_url", self.base)
+    }
+
+    pub fn streaming_state(&self, panel: &str) -> String {
+        format!("{}/panel/{panel}/streaming", self.base)
+    }
+
+    pub fn streaming_set(&self, panel: &str) -> String {
+        format!("{}/panel/{panel}/streaming/set", self.base)
+    }
+
+    pub fn lock_state(&self, lock: &str) -> String {
+        format!("{}/lock/{lock}", self.base)
+    }
+
+    pub fn lock_set(&self, lock: &str) -> String {
+        format!("{}/lock/{lock}/set", self.base)
+    }
+
+    pub fn button(&self, button: Button) -> String {
+        format!("{}/button/{}/press", self.base, button.key())
+    }
+
+    pub fn voicemail_state(&self) -> String {
+        format!("{}/voicemail", self.base)
+    }
+
+    pub fn voicemail_set(&self) -> String {
+        format!("{}/voicemail/set", self.base)
+    }
+
+    pub fn sip_registered(&self) -> String {
+        format!("{}/sip_registered", self.base)
+    }
+
+    pub fn ringing(&self) -> String {
+        format!("{}/ringing", self.base)
+    }
+
+    pub fn last_ring(&self) -> String {
+        format!("{}/last_ring", self.base)
+    }
+
+    /// Every command topic of `cfg` with what it addresses: the only topics (besides
+    /// `ha_status`) the bridge subscribes to.
+    pub fn commands(&self, cfg: &Config) -> Vec<(String, CommandTarget)> {
+        let mut out: Vec<(String, CommandTarget)> = cfg
+            .locks
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (self.lock_set(&l.name), CommandTarget::Lock(i)))
+            .collect();
+        out.extend(
+            Button::ALL
+                .iter()
+                .map(|b| (self.button(*b), CommandTarget::Button(*b))),
+        );
+        out.extend(
+            cfg.panels
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (self.streaming_set(&p.name), CommandTarget::Streaming(i))),
+        );
+        out.push((self.voicemail_set(), CommandTarget::Voicemail));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_id_is_the_first_label() {
+        assert_eq!(
+            device_id("1234567.bs.iotleg.com").as_deref(),
+            Some("1234567")
+        );
+        assert_eq!(device_id("My Unit.local").as_deref(), Some("my_unit"));
+        assert_eq!(device_id(""), None);
+        assert!(Topics::from_config(&Config::default()).is_err());
+    }
+
+    #[test]
+    fn topics_follow_home_assistant_md() {
+        let t = Topics::new("homeassistant/", "c300x", "1234567.bs.iotleg.com").expect("id");
+        assert_eq!(t.availability(), "c300x/1234567/availability");
+        assert_eq!(t.ha_status(), "homeassistant/status");
+        assert_eq!(
+            t.config("lock", "lock_door"),
+            "homeassistant/lock/c300x_1234567/lock_door/config"
+        );
+        assert_eq!(t.lock_set("door"), "c300x/1234567/lock/door/set");
+        assert_eq!(t.unique_id("lock_door"), "c300x_1234567_lock_door");
+        let cfg = Config {
+            sip_domain: Some("1234567.bs.iotleg.com".into()),
+            ..Config::default()
+        };
+        let cmds = t.commands(&cfg);
+        assert_eq!(cmds.len(), 1 + 4 + 1 + 1);
+        assert!(cmds.contains(&(
+            "c300x/1234567/button/answer/press".into(),
+            CommandTarget::Button(Button::Answer)
+        )));
+        // A command topic never equals a state topic (we would hear our own states as commands).
+        let states = [
+            t.lock_state("door"),
+            t.streaming_state("doorbell"),
+            t.voicemail_state(),
+        ];
+        assert!(cmds.iter().all(|(c, _)| !states.contains(c)));
+    }
+}

@@ -1,0 +1,452 @@
+//! The HLS muxer: hub frames in, the fMP4 init segment, LL-HLS parts (~0.5 s, closed before
+//! they would pass the part target) and segments (cut at IDRs) out, plus the playlist facts.
+//! Pure: no clock, no I/O; `hls_session` drives it and serves what it holds.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::media::hub::{AudioFrame, Frame, StreamInfo, VideoFrame};
+use crate::proto::fmp4::{self, AudioTrack, Sample, TrackRun, VideoTrack};
+use crate::proto::h264::{NAL_AUD, NAL_PPS, NAL_SPS, nal_type};
+use crate::proto::hls::{PartInfo, Playlist, SegmentInfo};
+
+/// Part target, seconds and 90 kHz ticks.
+pub const PART_TARGET: f64 = 0.5;
+const PART_TARGET_TICKS: u64 = 45_000;
+/// Smallest target duration announced (the simulator's GOP is 2 s).
+pub const MIN_TARGET: u32 = 2;
+/// Complete segments listed in the playlist, and kept for late downloads.
+const LISTED: usize = 6;
+const KEPT: usize = 10;
+/// Complete segments whose parts are still listed.
+const PARTS_FOR_LAST: usize = 2;
+
+pub struct Part {
+    pub data: Bytes,
+    pub ticks: u64,
+    pub independent: bool,
+}
+
+pub struct Segment {
+    pub msn: u64,
+    pub parts: Vec<Part>,
+    pub complete: bool,
+    pub discontinuity: bool,
+    start_pts: u64,
+    end_pts: u64,
+}
+
+impl Segment {
+    pub fn bytes(&self) -> Bytes {
+        let mut out = Vec::with_capacity(self.parts.iter().map(|p| p.data.len()).sum());
+        for p in &self.parts {
+            out.extend_from_slice(&p.data);
+        }
+        out.into()
+    }
+}
+
+#[derive(Default)]
+struct OpenPart {
+    video: Vec<Arc<VideoFrame>>,
+    audio: Vec<Arc<AudioFrame>>,
+    independent: bool,
+}
+
+/// Frames in, init segment + parts + segments out. Pure: no clock, no I/O.
+#[derive(Default)]
+pub struct Muxer {
+    pub init: Option<Bytes>,
+    sps: Bytes,
+    pub segments: VecDeque<Segment>,
+    open: Option<OpenPart>,
+    next_msn: u64,
+    sequence: u32,
+    target: u32,
+    discontinuity_sequence: u64,
+    pending_discontinuity: bool,
+    waiting_idr: bool,
+    last_frame_ticks: u64,
+    idr_asked_for: Option<u64>,
+    pub error: Option<String>,
+}
+
+impl Muxer {
+    pub fn new(info: &StreamInfo) -> Result<Self, fmp4::Fmp4Error> {
+        let asc = info.audio.as_ref().and_then(|a| a.to_bytes().ok());
+        let audio = match (&info.audio, &asc) {
+            (Some(a), Some(bytes)) => Some(AudioTrack {
+                asc: bytes,
+                sample_rate: a.sample_rate,
+                channels: u16::from(a.channels),
+            }),
+            _ => None,
+        };
+        let video = VideoTrack {
+            sps: &info.sps,
+            pps: &info.pps,
+            width: info.video.width,
+            height: info.video.height,
+        };
+        Ok(Self {
+            init: Some(fmp4::init_segment(&video, audio.as_ref())?.into()),
+            sps: info.sps.clone(),
+            target: MIN_TARGET,
+            waiting_idr: true,
+            last_frame_ticks: 9000,
+            ..Self::default()
+        })
+    }
+
+    /// Takes one frame; returns true when the open segment is long enough that an IDR should
+    /// be asked for (the intercom's GOP is longer than our target).
+    pub fn push(&mut self, frame: &Frame) -> bool {
+        match frame {
+            Frame::Video(v) => return self.push_video(v),
+            Frame::Audio(a) => {
+                if let Some(open) = self.open.as_mut() {
+                    open.audio.push(a.clone());
+                }
+            }
+            Frame::Discontinuity => {
+                if let Some(end) = self.last_pts().map(|p| p + self.last_frame_ticks) {
+                    self.close_part(end);
+                }
+                self.close_segment();
+                self.pending_discontinuity = true;
+                self.waiting_idr = true;
+            }
+        }
+        false
+    }
+
+    fn last_pts(&self) -> Option<u64> {
+        self.open.as_ref()?.video.last().map(|v| v.pts)
+    }
+
+    fn push_video(&mut self, v: &Arc<VideoFrame>) -> bool {
+        if self.waiting_idr && !v.au.keyframe {
+            return false;
+        }
+        if let Some(last) = self.last_pts() {
+            self.last_frame_ticks = v.pts.saturating_sub(last).clamp(1, 90_000);
+        }
+        if v.au.keyframe {
+            if let Some(sps) = v.au.nals.iter().find(|n| nal_type(n) == NAL_SPS)
+                && *sps != self.sps
+            {
+                self.error = Some("the picture format changed; reload the stream".into());
+                return false;
+            }
+            self.close_part(v.pts);
+            self.close_segment();
+            self.waiting_idr = false;
+            let discontinuity = std::mem::take(&mut self.pending_discontinuity);
+            self.segments.push_back(Segment {
+                msn: self.next_msn,
+                parts: Vec::new(),
+                complete: false,
+                discontinuity,
+                start_pts: v.pts,
+                end_pts: v.pts,
+            });
+            self.next_msn += 1;
+            self.open = Some(OpenPart {
+                independent: true,
+                ..OpenPart::default()
+            });
+        } else if let Some(first) = self.open.as_ref().and_then(|o| o.video.first()) {
+            // Close the part before this frame would take it past the part target.
+            if v.pts.saturating_sub(first.pts) + self.last_frame_ticks > PART_TARGET_TICKS {
+                self.close_part(v.pts);
+                self.open = Some(OpenPart::default());
+            }
+        }
+        if let Some(open) = self.open.as_mut() {
+            open.video.push(v.clone());
+        }
+        // Ask once per segment that outgrows the target (the intercom answers a PLI with an IDR).
+        match self.segments.back() {
+            Some(s)
+                if !s.complete
+                    && self.idr_asked_for != Some(s.msn)
+                    && v.pts.saturating_sub(s.start_pts) > u64::from(self.target) * 90_000 =>
+            {
+                self.idr_asked_for = Some(s.msn);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Writes the open part (its last frame lasts until `end_pts`) into the open segment.
+    fn close_part(&mut self, end_pts: u64) {
+        let Some(open) = self.open.take() else { return };
+        let Some(first) = open.video.first() else {
+            return;
+        };
+        let avcc: Vec<Vec<u8>> = open.video.iter().map(|v| sample_avcc(v)).collect();
+        let mut video = Vec::with_capacity(open.video.len());
+        for (i, v) in open.video.iter().enumerate() {
+            let next = open.video.get(i + 1).map_or(end_pts, |n| n.pts);
+            video.push(Sample {
+                data: &avcc[i],
+                duration: next.saturating_sub(v.pts).clamp(1, 900_000) as u32,
+                keyframe: v.au.keyframe,
+            });
+        }
+        let mut runs = vec![TrackRun {
+            track_id: fmp4::VIDEO_TRACK,
+            base_decode_time: first.pts,
+            samples: video,
+        }];
+        if let Some(a0) = open.audio.first() {
+            runs.push(TrackRun {
+                track_id: fmp4::AUDIO_TRACK,
+                base_decode_time: a0.pts,
+                samples: open
+                    .audio
+                    .iter()
+                    .map(|a| Sample {
+                        data: &a.frame.data,
+                        duration: a.frame.duration,
+                        keyframe: true,
+                    })
+                    .collect(),
+            });
+        }
+        self.sequence = self.sequence.wrapping_add(1);
+        let data = fmp4::fragment(self.sequence, &runs).into();
+        let ticks = end_pts.saturating_sub(first.pts);
+        if let Some(seg) = self.segments.back_mut().filter(|s| !s.complete) {
+            seg.parts.push(Part {
+                data,
+                ticks,
+                independent: open.independent,
+            });
+            seg.end_pts = end_pts;
+        }
+    }
+
+    fn close_segment(&mut self) {
+        let Some(seg) = self.segments.back_mut().filter(|s| !s.complete) else {
+            return;
+        };
+        seg.complete = true;
+        if seg.parts.is_empty() {
+            self.segments.pop_back();
+            return;
+        }
+        let secs = (seg.end_pts - seg.start_pts) as f64 / 90_000.0;
+        self.target = self.target.max(secs.round() as u32);
+        while self.segments.iter().filter(|s| s.complete).count() > KEPT {
+            if let Some(old) = self.segments.pop_front()
+                && old.discontinuity
+            {
+                self.discontinuity_sequence += 1;
+            }
+        }
+    }
+
+    pub fn complete_segments(&self) -> usize {
+        self.segments.iter().filter(|s| s.complete).count()
+    }
+
+    pub fn target_duration(&self) -> u32 {
+        self.target
+    }
+
+    pub fn playlist(&self) -> Playlist {
+        let skip = self.complete_segments().saturating_sub(LISTED);
+        let mut disc_seq = self.discontinuity_sequence;
+        let mut segments = Vec::new();
+        for (i, s) in self.segments.iter().enumerate() {
+            if i < skip {
+                disc_seq += u64::from(s.discontinuity);
+                continue;
+            }
+            segments.push(SegmentInfo {
+                msn: s.msn,
+                duration: (s.end_pts - s.start_pts) as f64 / 90_000.0,
+                parts: s
+                    .parts
+                    .iter()
+                    .map(|p| PartInfo {
+                        duration: p.ticks as f64 / 90_000.0,
+                        independent: p.independent,
+                    })
+                    .collect(),
+                complete: s.complete,
+                discontinuity: s.discontinuity,
+            });
+        }
+        Playlist {
+            target_duration: self.target,
+            part_target: PART_TARGET,
+            discontinuity_sequence: disc_seq,
+            segments,
+            parts_for_last: PARTS_FOR_LAST,
+        }
+    }
+
+    pub fn segment(&self, msn: u64) -> Option<&Segment> {
+        self.segments.iter().find(|s| s.msn == msn)
+    }
+
+    /// The newest segment number (open or complete).
+    pub fn newest_msn(&self) -> Option<u64> {
+        self.segments.back().map(|s| s.msn)
+    }
+}
+
+/// AVCC sample without the parameter sets and delimiters already carried by `avcC`.
+fn sample_avcc(v: &VideoFrame) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.au.byte_len() + 4 * v.au.nals.len());
+    for nal in
+        v.au.nals
+            .iter()
+            .filter(|n| !matches!(nal_type(n), NAL_SPS | NAL_PPS | NAL_AUD))
+    {
+        out.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+        out.extend_from_slice(nal);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::media::transcode::AacFrame;
+    use crate::proto::aac::AudioSpecificConfig;
+    use crate::proto::h264::{AccessUnit, SpsInfo};
+
+    /// libx264 baseline 400x288, as the simulator sends.
+    const SPS: &[u8] = &[
+        0x67, 0x42, 0xc0, 0x15, 0xd9, 0x01, 0x90, 0x96, 0xc0, 0x44, 0x00, 0x00, 0x03, 0x00, 0x04,
+        0x00, 0x00, 0x03, 0x00, 0x50, 0x3c, 0x58, 0xb9, 0x20,
+    ];
+    const PPS: &[u8] = &[0x68, 0xce, 0x3c, 0x80];
+
+    fn muxer() -> Muxer {
+        let info = StreamInfo {
+            sps: Bytes::from_static(SPS),
+            pps: Bytes::from_static(PPS),
+            video: SpsInfo::parse(SPS).expect("sps"),
+            audio: Some(AudioSpecificConfig::aac_lc(16_000, 1)),
+        };
+        Muxer::new(&info).expect("muxer")
+    }
+
+    /// Frame `n` at 10 fps; an IDR (with SPS/PPS) every `gop` frames.
+    fn video(n: u64, gop: u64) -> Frame {
+        let key = n.is_multiple_of(gop);
+        let mut nals = Vec::new();
+        if key {
+            nals.extend([Bytes::from_static(SPS), Bytes::from_static(PPS)]);
+        }
+        nals.push(Bytes::from(vec![
+            if key { 0x65 } else { 0x41 },
+            0x88,
+            n as u8,
+        ]));
+        Frame::Video(Arc::new(VideoFrame {
+            pts: 90_000 + n * 9000,
+            au: AccessUnit {
+                timestamp: (n * 9000) as u32,
+                nals,
+                keyframe: key,
+            },
+            received: SystemTime::now(),
+        }))
+    }
+
+    fn audio(n: u64) -> Frame {
+        Frame::Audio(Arc::new(AudioFrame {
+            pts: 16_000 + n * 1024,
+            frame: AacFrame {
+                pts: n * 1024,
+                duration: 1024,
+                data: Bytes::from_static(&[0x21, 0x10, 0x04]),
+            },
+        }))
+    }
+
+    /// Video at 10 fps and AAC frames (64 ms) interleaved by time, for `secs` seconds.
+    fn feed(m: &mut Muxer, from: u64, frames: u64, gop: u64) -> usize {
+        let mut asked = 0;
+        let mut a = from * 9000 / 5760;
+        for n in from..from + frames {
+            asked += usize::from(m.push(&video(n, gop)));
+            while a * 5760 < (n + 1) * 9000 {
+                m.push(&audio(a));
+                a += 1;
+            }
+        }
+        asked
+    }
+
+    #[test]
+    fn segments_start_at_idrs_and_parts_stay_within_the_target() {
+        let mut m = muxer();
+        assert!(
+            m.init
+                .as_ref()
+                .is_some_and(|i| i.windows(4).any(|w| w == b"mp4a"))
+        );
+        feed(&mut m, 0, 50, 20);
+        assert_eq!(m.complete_segments(), 2);
+        let pl = m.playlist();
+        assert_eq!(pl.target_duration, 2);
+        let msns: Vec<u64> = pl.segments.iter().map(|s| s.msn).collect();
+        assert_eq!(msns, vec![0, 1, 2]);
+        for s in pl.segments.iter().filter(|s| s.complete) {
+            assert!((s.duration - 2.0).abs() < 1e-9, "{s:?}");
+            assert_eq!(s.parts.len(), 4);
+            assert!(s.parts[0].independent && !s.parts[1].independent);
+            assert!(s.parts.iter().all(|p| p.duration <= PART_TARGET + 1e-9));
+        }
+        let seg = m.segment(1).expect("segment 1").bytes();
+        assert_eq!(&seg[4..8], b"moof");
+        assert!(seg.windows(4).filter(|w| w == b"moof").count() == 4);
+        // Parameter sets live in avcC, not in the samples.
+        assert!(!seg.windows(SPS.len()).any(|w| w == SPS));
+        assert!(!pl.segments[2].complete);
+        assert!(pl.render().contains("#EXT-X-PRELOAD-HINT"));
+    }
+
+    #[test]
+    fn a_discontinuity_waits_for_the_next_idr_and_is_marked() {
+        let mut m = muxer();
+        feed(&mut m, 0, 25, 20);
+        m.push(&Frame::Discontinuity);
+        feed(&mut m, 25, 15, 20); // no IDR among these: dropped
+        assert_eq!(m.newest_msn(), Some(1));
+        feed(&mut m, 40, 21, 20);
+        let pl = m.playlist();
+        let last_two: Vec<bool> = pl.segments.iter().map(|s| s.discontinuity).collect();
+        assert_eq!(last_two, vec![false, false, true, false]);
+        assert!(pl.render().contains("#EXT-X-DISCONTINUITY\n"));
+    }
+
+    #[test]
+    fn a_long_gop_asks_for_one_idr_per_segment_and_grows_the_target() {
+        let mut m = muxer();
+        assert_eq!(feed(&mut m, 0, 61, 60), 1);
+        assert_eq!(m.target_duration(), 6);
+        assert_eq!(m.complete_segments(), 1);
+    }
+
+    #[test]
+    fn old_segments_are_dropped_and_the_playlist_lists_six() {
+        let mut m = muxer();
+        feed(&mut m, 0, 20 * 14 + 1, 20);
+        assert_eq!(m.complete_segments(), KEPT);
+        assert!(m.segment(0).is_none() && m.segment(4).is_some());
+        let pl = m.playlist();
+        assert_eq!(pl.segments.iter().filter(|s| s.complete).count(), LISTED);
+    }
+}

@@ -1,0 +1,200 @@
+//! `GET /metrics`: Prometheus text exposition (format 0.0.4) of the hubs, the HTTP outputs and
+//! the intercom counters. Names are prefixed `c300x_`; counters end in `_total`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use super::Shared;
+use crate::intercom::sip::RegistrationState;
+use crate::media::hub::{HubState, ViewerKind};
+
+/// Label values are escaped as the exposition format asks (backslash, quote, newline).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn family(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(o, "# HELP {name} {help}");
+    let _ = writeln!(o, "# TYPE {name} {kind}");
+}
+
+pub fn render(shared: &Shared) -> String {
+    let mut o = String::with_capacity(4096);
+    let statuses: Vec<_> = shared.panels.iter().map(|p| p.hub.status()).collect();
+    let per_panel =
+        |o: &mut String, name: &str, kind: &str, help: &str, f: &dyn Fn(usize) -> f64| {
+            family(o, name, kind, help);
+            for (i, s) in statuses.iter().enumerate() {
+                let _ = writeln!(o, "{name}{{panel=\"{}\"}} {}", label(&s.panel), f(i));
+            }
+        };
+    per_panel(
+        &mut o,
+        "c300x_calls_started_total",
+        "counter",
+        "View calls placed by the hub.",
+        &|i| statuses[i].calls_started as f64,
+    );
+    per_panel(
+        &mut o,
+        "c300x_frames_in_total",
+        "counter",
+        "Frames received from the intercom.",
+        &|i| statuses[i].frames_in as f64,
+    );
+    per_panel(
+        &mut o,
+        "c300x_frames_out_total",
+        "counter",
+        "Frames handed to viewers.",
+        &|i| statuses[i].frames_out as f64,
+    );
+    per_panel(
+        &mut o,
+        "c300x_frames_dropped_total",
+        "counter",
+        "Frames dropped for slow viewers.",
+        &|i| statuses[i].frames_dropped as f64,
+    );
+    per_panel(
+        &mut o,
+        "c300x_call_active",
+        "gauge",
+        "1 while a call feeds the panel's hub.",
+        &|i| {
+            f64::from(u8::from(matches!(
+                statuses[i].state,
+                HubState::Live | HubState::Lingering
+            )))
+        },
+    );
+    per_panel(
+        &mut o,
+        "c300x_streaming_allowed",
+        "gauge",
+        "0 when the privacy switch is on.",
+        &|i| f64::from(u8::from(statuses[i].streaming_allowed)),
+    );
+    per_panel(
+        &mut o,
+        "c300x_stream_fps",
+        "gauge",
+        "Measured video frame rate.",
+        &|i| f64::from(statuses[i].fps.unwrap_or(0.0)),
+    );
+    per_panel(
+        &mut o,
+        "c300x_hls_session_active",
+        "gauge",
+        "1 while an HLS session holds a lease.",
+        &|i| f64::from(u8::from(shared.panels[i].hls.active())),
+    );
+    per_panel(
+        &mut o,
+        "c300x_jpeg_feed_active",
+        "gauge",
+        "1 while the MJPEG/live snapshot decoder runs.",
+        &|i| f64::from(u8::from(shared.panels[i].jpeg.running())),
+    );
+
+    family(
+        &mut o,
+        "c300x_hub_state",
+        "gauge",
+        "The hub's state (one series per state, 1 = current).",
+    );
+    for s in &statuses {
+        for st in [
+            HubState::Idle,
+            HubState::Starting,
+            HubState::Live,
+            HubState::Lingering,
+            HubState::Failed,
+        ] {
+            let _ = writeln!(
+                o,
+                "c300x_hub_state{{panel=\"{}\",state=\"{}\"}} {}",
+                label(&s.panel),
+                st.as_str(),
+                u8::from(s.state == st)
+            );
+        }
+    }
+    family(
+        &mut o,
+        "c300x_viewers",
+        "gauge",
+        "Viewers per panel and output.",
+    );
+    for s in &statuses {
+        for (kind, name) in [
+            (ViewerKind::Rtsp, "rtsp"),
+            (ViewerKind::Hls, "hls"),
+            (ViewerKind::Mjpeg, "mjpeg"),
+            (ViewerKind::Snapshot, "snapshot"),
+            (ViewerKind::Other, "other"),
+        ] {
+            let n: usize = s
+                .viewers_by_kind
+                .iter()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, n)| n)
+                .sum();
+            let _ = writeln!(
+                o,
+                "c300x_viewers{{panel=\"{}\",output=\"{name}\"}} {n}",
+                label(&s.panel)
+            );
+        }
+    }
+
+    let registered = matches!(
+        *shared.state.intercom.sip().registration().borrow(),
+        RegistrationState::Registered { .. }
+    );
+    family(
+        &mut o,
+        "c300x_sip_registered",
+        "gauge",
+        "1 while registered with the intercom.",
+    );
+    let _ = writeln!(o, "c300x_sip_registered {}", u8::from(registered));
+    let ev = shared.state.intercom.events();
+    for (name, help, value) in [
+        ("c300x_rings_total", "Doorbell rings.", &ev.rings),
+        ("c300x_unlocks_total", "Successful unlocks.", &ev.unlocks),
+        (
+            "c300x_unlock_failures_total",
+            "Unlocks the intercom refused or did not answer.",
+            &ev.unlock_failures,
+        ),
+    ] {
+        family(&mut o, name, "counter", help);
+        let _ = writeln!(o, "{name} {}", value.load(Ordering::Relaxed));
+    }
+    family(
+        &mut o,
+        "c300x_ringing",
+        "gauge",
+        "1 while a ring is ringing.",
+    );
+    let _ = writeln!(o, "c300x_ringing {}", u8::from(ev.ringing().is_some()));
+    o
+}
+
+pub async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(&shared),
+    )
+}

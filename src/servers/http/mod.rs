@@ -1,0 +1,215 @@
+//! The HTTP server (axum): status page, JSON API, HLS/LL-HLS, MJPEG, snapshots and metrics for
+//! every panel's `StreamHub`. `router(state)` is the whole surface (tests drive it with `oneshot`);
+//! `run` serves it on an already-bound listener until the shutdown token fires.
+
+mod api;
+mod error;
+mod hls;
+mod hls_muxer;
+mod hls_session;
+mod jpeg_feed;
+mod metrics;
+mod mjpeg;
+mod snapshot;
+mod ui;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::intercom::Intercom;
+use crate::intercom::sip::RingEvent;
+use crate::media::hub::StreamHub;
+
+pub use error::ApiError;
+
+/// What the HTTP server serves: one hub per configured panel (same order as `config.panels`).
+#[derive(Clone)]
+pub struct HttpState {
+    pub hubs: Vec<StreamHub>,
+    pub intercom: Intercom,
+    pub config: Arc<Config>,
+    /// Present only in `demo`: adds the "ring the doorbell" button and `POST /api/demo/ring`.
+    pub demo: Option<DemoHooks>,
+}
+
+/// Hooks into the simulator for `demo`.
+#[derive(Clone)]
+pub struct DemoHooks {
+    /// Makes the simulated panel with this DEVADDR ring.
+    pub ring: tokio::sync::mpsc::UnboundedSender<u8>,
+}
+
+/// One ring as the status page lists it.
+#[derive(Debug, Clone)]
+pub(crate) struct RingRecord {
+    pub at: SystemTime,
+    pub panel: Option<String>,
+    pub call_id: String,
+}
+
+/// Per-panel outputs that outlive a request: the HLS session, the shared JPEG feed, caches.
+pub(crate) struct PanelOutputs {
+    pub hub: StreamHub,
+    pub hls: hls_session::HlsOutput,
+    pub jpeg: jpeg_feed::JpegFeed,
+    /// The JPEG of the last keyframe decoded for a snapshot, by its pts.
+    pub keyframe_jpeg: Mutex<Option<(u64, Bytes)>>,
+}
+
+pub(crate) struct Shared {
+    pub state: HttpState,
+    pub panels: Vec<PanelOutputs>,
+    pub rings: Mutex<VecDeque<RingRecord>>,
+    pub placeholder: Mutex<Option<((u32, u32), Bytes)>>,
+}
+
+/// Rings kept for the status page.
+const RING_LOG: usize = 10;
+
+impl Shared {
+    pub fn panel(&self, name: &str) -> Result<&PanelOutputs, ApiError> {
+        self.panels
+            .iter()
+            .find(|p| p.hub.panel().name == name)
+            .ok_or_else(|| ApiError::UnknownPanel(name.chars().take(64).collect()))
+    }
+
+    pub fn last_ring_of(&self, panel: &str) -> Option<SystemTime> {
+        let rings = self.rings.lock().ok()?;
+        rings
+            .iter()
+            .rev()
+            .find(|r| r.panel.as_deref() == Some(panel))
+            .map(|r| r.at)
+    }
+}
+
+/// The DEVADDR a doorbell offer names (`a=DEVADDR:20`), if any.
+pub(crate) fn ring_devaddr(offer_sdp: &str) -> Option<u8> {
+    offer_sdp.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix("a=")?;
+        let (name, value) = rest.split_once(':')?;
+        name.eq_ignore_ascii_case("DEVADDR")
+            .then(|| value.trim().parse().ok())
+            .flatten()
+    })
+}
+
+/// Follows the intercom's rings into the log (a panel per ring by its DEVADDR, else the first).
+fn follow_rings(shared: &Arc<Shared>) {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    let mut rx = shared.state.intercom.sip().rings();
+    let weak = Arc::downgrade(shared);
+    tokio::spawn(async move {
+        loop {
+            let ev = match rx.recv().await {
+                Ok(ev) => ev,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            };
+            let Some(shared) = weak.upgrade() else { break };
+            if let RingEvent::Incoming(r) = ev {
+                let panels = &shared.state.config.panels;
+                let panel = ring_devaddr(&r.offer_sdp)
+                    .and_then(|d| panels.iter().find(|p| p.devaddr == d))
+                    .or(panels.first())
+                    .map(|p| p.name.clone());
+                if let Ok(mut log) = shared.rings.lock() {
+                    log.push_back(RingRecord {
+                        at: r.at,
+                        panel,
+                        call_id: r.call_id.clone(),
+                    });
+                    while log.len() > RING_LOG {
+                        log.pop_front();
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// The whole HTTP surface. Call it inside a tokio runtime (it follows the ring events).
+pub fn router(state: HttpState) -> Router {
+    let panels = state
+        .hubs
+        .iter()
+        .map(|hub| PanelOutputs {
+            hub: hub.clone(),
+            hls: hls_session::HlsOutput::new(hub.clone(), state.config.start_timeout),
+            jpeg: jpeg_feed::JpegFeed::new(hub.clone(), crate::media::jpeg::DEFAULT_QUALITY),
+            keyframe_jpeg: Mutex::new(None),
+        })
+        .collect();
+    let shared = Arc::new(Shared {
+        state,
+        panels,
+        rings: Mutex::new(VecDeque::new()),
+        placeholder: Mutex::new(None),
+    });
+    follow_rings(&shared);
+    Router::new()
+        .route("/", get(ui::index))
+        .route("/assets/{file}", get(ui::asset))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/status", get(api::status))
+        .route("/api/streaming", post(api::streaming))
+        .route("/api/demo/ring", post(api::demo_ring))
+        .route("/api/{panel}/unlock", post(api::unlock))
+        .route("/api/{panel}/light", post(api::light))
+        .route("/api/{panel}/ring-answer", post(api::ring_answer))
+        .route("/api/{panel}/hangup", post(api::hangup))
+        .route("/api/{panel}/snapshot.jpg", get(snapshot::snapshot))
+        .route("/api/{panel}/mjpeg", get(mjpeg::mjpeg))
+        .route("/api/{panel}/hls/{file}", get(hls::resource))
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            error::authorize,
+        ))
+        .with_state(shared)
+}
+
+/// Serves `router(state)` on `listener` until `shutdown`; open streams end with it.
+pub async fn run(listener: tokio::net::TcpListener, state: HttpState, shutdown: CancellationToken) {
+    let addr = listener.local_addr().ok();
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    tracing::info!(?addr, "HTTP server listening");
+    let stop = shutdown.clone();
+    let served =
+        axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
+    // Streaming responses (MJPEG, blocked playlist reloads) would hold a graceful shutdown open.
+    tokio::select! {
+        r = served => if let Err(e) = r {
+            tracing::error!(error = %e, "HTTP server stopped");
+        },
+        _ = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        } => tracing::debug!("HTTP server: streams cut at shutdown"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devaddr_from_a_ring_offer() {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\na=DEVADDR:21\r\nm=audio 1 RTP/AVP 0\r\n";
+        assert_eq!(ring_devaddr(sdp), Some(21));
+        assert_eq!(ring_devaddr("v=0\r\na=devaddr: 30\r\n"), Some(30));
+        assert_eq!(ring_devaddr("v=0\r\na=DEVADDR:x\r\n"), None);
+        assert_eq!(ring_devaddr(""), None);
+    }
+}

@@ -1,0 +1,64 @@
+// Opens the bridge's status page in Debian's headless Chromium, clicks "Watch live" on the first
+// panel and waits until its <video> has played past 2 s. Prints one JSON line with what it saw;
+// exits non-zero on failure. Usage: node play.mjs <page url> <screenshot.png> [timeout ms]
+import { chromium } from "playwright-core";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const [url, shot, timeoutArg] = process.argv.slice(2);
+if (!url || !shot) {
+  console.error("usage: node play.mjs <url> <screenshot.png> [timeout ms]");
+  process.exit(2);
+}
+const timeout = Number(timeoutArg || 45000);
+const profile = mkdtempSync(join(tmpdir(), "c300x-chromium-"));
+const started = Date.now();
+let context;
+let code = 0;
+try {
+  // A fresh profile each run; Playwright passes it to Chromium as --user-data-dir.
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    viewport: { width: 1000, height: 800 },
+    args: [
+      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      "--autoplay-policy=no-user-gesture-required",
+    ],
+  });
+  const page = context.pages()[0] || (await context.newPage());
+  const logs = [];
+  page.on("console", (m) => logs.push(`${m.type()}: ${m.text()}`));
+  await page.goto(url, { waitUntil: "load" });
+  const mse = await page.evaluate(() =>
+    window.MediaSource ? MediaSource.isTypeSupported('video/mp4; codecs="avc1.42c015,mp4a.40.2"') : false);
+  await page.click('section.card button[data-action="watch"]');
+  let state = {};
+  try {
+    await page.waitForFunction(() => {
+      const v = document.querySelector("video.live");
+      return v && v.currentTime > 2 && v.videoWidth > 0;
+    }, null, { timeout, polling: 250 });
+  } catch (e) {
+    code = 1;
+    logs.push("wait: " + e.message.split("\n")[0]);
+  }
+  state = await page.evaluate(() => {
+    const v = document.querySelector("video.live");
+    const img = document.querySelector("img.live-mjpeg");
+    return v
+      ? { currentTime: v.currentTime, videoWidth: v.videoWidth, videoHeight: v.videoHeight, hls: !!window.Hls }
+      : { fallback: !!img, message: document.querySelector("#message")?.textContent };
+  });
+  await page.screenshot({ path: shot });
+  console.log(JSON.stringify({ ...state, mse, ms: Date.now() - started, logs: logs.slice(-20) }));
+} catch (e) {
+  console.error("play.mjs: " + e.message);
+  code = 1;
+} finally {
+  if (context) await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+process.exit(code);

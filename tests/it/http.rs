@@ -1,0 +1,95 @@
+//! The HTTP server: every endpoint and error path through `router(state)` with `oneshot`
+//! (`router`), and real clients against `run(listener, …)` and the simulator (`clients`):
+//! ffprobe on HLS, headless Chromium on the status page, MJPEG parts, snapshots.
+
+mod clients;
+mod router;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use c300x_bridge::config::{Config, Lock, Secret};
+use c300x_bridge::media::hub::{HubSettings, StreamHub};
+use c300x_bridge::servers::http::{DemoHooks, HttpState};
+use c300x_bridge::sim::{SimConfig, SimStats, Simulator};
+use tokio_util::sync::CancellationToken;
+
+use crate::intercom_calls::{bridge, config_for};
+
+/// A simulator, the bridge's intercom and one hub ("doorbell", DEVADDR 20) behind an `HttpState`.
+pub struct Rig {
+    pub sim: Simulator,
+    pub state: HttpState,
+    pub stop: CancellationToken,
+}
+
+pub fn quick_hub() -> HubSettings {
+    HubSettings {
+        linger: Duration::from_millis(800),
+        start_timeout: Duration::from_secs(8),
+        retry_backoff: Duration::from_millis(200),
+        ..HubSettings::default()
+    }
+}
+
+pub async fn rig(rtp_base: u16, token: Option<&str>, demo: Option<DemoHooks>) -> Rig {
+    let sim = Simulator::start(SimConfig::default()).await.expect("sim");
+    let (intercom, stop) = bridge(&sim, rtp_base).await;
+    let config = Config {
+        api_token: token.map(Secret::new),
+        locks: vec![Lock {
+            name: "door".into(),
+            where_: 20,
+            pulse: Duration::from_millis(100),
+        }],
+        start_timeout: Duration::from_secs(8),
+        ..config_for(&sim, rtp_base)
+    };
+    let hubs = config
+        .panels
+        .iter()
+        .map(|p| StreamHub::start(p.clone(), intercom.clone(), quick_hub(), stop.clone()))
+        .collect();
+    let state = HttpState {
+        hubs,
+        intercom,
+        config: Arc::new(config),
+        demo,
+    };
+    Rig { sim, state, stop }
+}
+
+pub fn stat(sim: &Simulator, f: impl Fn(&SimStats) -> &std::sync::atomic::AtomicU64) -> u64 {
+    f(&sim.stats()).load(Ordering::SeqCst)
+}
+
+pub async fn eventually(what: &str, timeout: Duration, cond: impl Fn() -> bool) {
+    let end = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Width and height from a baseline JPEG's SOF0 marker, after checking SOI and EOI.
+pub fn jpeg_size(jpeg: &[u8]) -> Option<(u16, u16)> {
+    if jpeg.len() < 4 || jpeg[..2] != [0xff, 0xd8] || jpeg[jpeg.len() - 2..] != [0xff, 0xd9] {
+        return None;
+    }
+    let mut i = 2;
+    while i + 9 < jpeg.len() {
+        if jpeg[i] != 0xff {
+            return None;
+        }
+        let marker = jpeg[i + 1];
+        let len = usize::from(u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]));
+        if (0xc0..=0xc2).contains(&marker) {
+            let h = u16::from_be_bytes([jpeg[i + 5], jpeg[i + 6]]);
+            let w = u16::from_be_bytes([jpeg[i + 7], jpeg[i + 8]]);
+            return Some((w, h));
+        }
+        i += 2 + len;
+    }
+    None
+}

@@ -1,0 +1,538 @@
+//! The MQTT side against a real mosquitto (started per test on an ephemeral port, config in a
+//! temp dir, killed by PID) and the simulator: retained discovery, ring → doorbell event, UNLOCK
+//! → both OWN frames and UNLOCKING→UNLOCKED→LOCKED, broker restart, HA birth, no replay of a
+//! retained command, voicemail, clean offline, and `remove_device`.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use c300x_bridge::config::{Config, Lock, Panel};
+use c300x_bridge::intercom::Intercom;
+use c300x_bridge::media::hub::{HubSettings, StreamHub};
+use c300x_bridge::mqtt::{self, MqttSettings};
+use c300x_bridge::sim::{SimConfig, Simulator};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::intercom_calls::{bridge, config_for};
+
+const T: Duration = Duration::from_secs(10);
+/// Discovery configs for one panel and one lock (see tests/golden/mqtt/).
+const CONFIGS: usize = 15;
+
+/// A mosquitto of our own: `mosquitto -c <tmp>/mosquitto.conf`, killed by PID on drop.
+pub struct Broker {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Broker {
+    pub fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut b = Broker {
+            port,
+            dir,
+            child: None,
+        };
+        b.spawn();
+        b
+    }
+
+    fn conf(&self) -> PathBuf {
+        self.dir.path().join("mosquitto.conf")
+    }
+
+    fn spawn(&mut self) {
+        let conf = format!(
+            "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest file {}\n",
+            self.port,
+            self.dir.path().join("mosquitto.log").display()
+        );
+        std::fs::write(self.conf(), conf).expect("write conf");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(self.conf())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto installed (scripts/setup-debian.sh)");
+        self.child = Some(child);
+        let deadline = Instant::now() + T;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kill (SIGKILL, by PID) and start again on the same port: retained messages are gone.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn settings(&self) -> MqttSettings {
+        MqttSettings {
+            host: "127.0.0.1".into(),
+            port: self.port,
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_millis(500),
+            ..MqttSettings::default()
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub topic: String,
+    pub payload: String,
+    pub retain: bool,
+    pub at: Instant,
+}
+
+/// A test client subscribed to `#`, recording every message.
+pub struct Watcher {
+    pub client: AsyncClient,
+    log: Arc<Mutex<Vec<Msg>>>,
+    stop: CancellationToken,
+}
+
+impl Watcher {
+    pub async fn start(port: u16, name: &str) -> Self {
+        let mut opts = MqttOptions::new(name, "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(5))
+            .set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut eventloop) = AsyncClient::new(opts, 256);
+        client.subscribe("#", QoS::AtLeastOnce).await.expect("sub");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stop = CancellationToken::new();
+        let (l, s) = (log.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let ev = tokio::select! {
+                    _ = s.cancelled() => return,
+                    ev = eventloop.poll() => ev,
+                };
+                match ev {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if let Ok(mut log) = l.lock() {
+                            log.push(Msg {
+                                topic: p.topic.clone(),
+                                payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                                retain: p.retain,
+                                at: Instant::now(),
+                            });
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        Watcher { client, log, stop }
+    }
+
+    pub fn all(&self) -> Vec<Msg> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    pub fn on(&self, topic: &str) -> Vec<Msg> {
+        self.all()
+            .into_iter()
+            .filter(|m| m.topic == topic)
+            .collect()
+    }
+
+    /// Waits until `pred` holds for the log.
+    pub async fn wait(&self, what: &str, pred: impl Fn(&[Msg]) -> bool) {
+        let deadline = Instant::now() + T;
+        loop {
+            if pred(&self.all()) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let topics: Vec<String> = self
+                    .all()
+                    .iter()
+                    .map(|m| format!("{} = {}", m.topic, m.payload))
+                    .collect();
+                panic!("timed out waiting for {what}; seen:\n{}", topics.join("\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn publish(&self, topic: &str, payload: &str, retain: bool) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, retain, payload.as_bytes().to_vec())
+            .await
+            .expect("publish");
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn configs(msgs: &[Msg]) -> usize {
+    msgs.iter()
+        .filter(|m| m.topic.starts_with("homeassistant/") && m.topic.ends_with("/config"))
+        .count()
+}
+
+/// Simulator + registered intercom + one hub + the MQTT task on `broker`.
+pub struct Rig {
+    pub sim: Simulator,
+    pub cfg: Config,
+    pub intercom: Intercom,
+    pub stop: CancellationToken,
+    pub mqtt_stop: CancellationToken,
+    pub task: tokio::task::JoinHandle<()>,
+    /// `c300x/<id>`.
+    pub base: String,
+    pub node: String,
+}
+
+impl Rig {
+    pub async fn start(broker: &Broker, rtp_base: u16) -> Self {
+        let sim = Simulator::start(SimConfig::default()).await.expect("sim");
+        let (intercom, stop) = bridge(&sim, rtp_base).await;
+        let mut cfg = config_for(&sim, rtp_base);
+        cfg.locks = vec![Lock {
+            name: "door".into(),
+            where_: 20,
+            pulse: Duration::from_millis(300),
+        }];
+        cfg.panels = vec![Panel {
+            name: "doorbell".into(),
+            devaddr: 20,
+        }];
+        let hub = StreamHub::start(
+            cfg.panels[0].clone(),
+            intercom.clone(),
+            HubSettings::default(),
+            stop.clone(),
+        );
+        let id = c300x_bridge::mqtt::topics::device_id(sim.domain()).expect("id");
+        let mqtt_stop = CancellationToken::new();
+        let task = tokio::spawn(mqtt::run(
+            broker.settings(),
+            cfg.clone(),
+            intercom.clone(),
+            vec![hub],
+            mqtt_stop.clone(),
+        ));
+        Rig {
+            sim,
+            cfg,
+            intercom,
+            stop,
+            mqtt_stop,
+            task,
+            base: format!("c300x/{id}"),
+            node: format!("c300x_{id}"),
+        }
+    }
+
+    fn t(&self, rest: &str) -> String {
+        format!("{}/{rest}", self.base)
+    }
+
+    fn unlock_frames(&self) -> Vec<String> {
+        self.sim
+            .stats()
+            .message_bodies()
+            .into_iter()
+            .filter(|b| b.starts_with("*8*19*") || b.starts_with("*8*20*"))
+            .collect()
+    }
+
+    async fn stop(self) {
+        self.mqtt_stop.cancel();
+        let _ = tokio::time::timeout(T, self.task).await;
+        self.stop.cancel();
+    }
+}
+
+fn online(topic: String) -> impl Fn(&[Msg]) -> bool {
+    move |m| m.iter().any(|m| m.topic == topic && m.payload == "online")
+}
+
+#[tokio::test]
+async fn discovery_is_retained_and_a_ring_becomes_an_event() {
+    let broker = Broker::start();
+    let rig = Rig::start(&broker, 45000).await;
+    let early = Watcher::start(broker.port, "early").await;
+    early
+        .wait("states", |m| {
+            m.iter()
+                .any(|m| m.topic.ends_with("/sip_registered") && m.payload == "ON")
+        })
+        .await;
+    // A client that comes later gets everything from the broker's retained store.
+    let late = Watcher::start(broker.port, "late").await;
+    late.wait("retained configs", |m| configs(m) == CONFIGS)
+        .await;
+    let all = late.all();
+    assert!(all.iter().all(|m| m.retain), "all retained at subscribe");
+    let door = all
+        .iter()
+        .find(|m| m.topic == format!("homeassistant/lock/{}/lock_door/config", rig.node))
+        .expect("lock config");
+    let door: Value = serde_json::from_str(&door.payload).expect("json");
+    assert_eq!(door["command_topic"], rig.t("lock/door/set"));
+    assert_eq!(late.on(&rig.t("availability"))[0].payload, "online");
+    assert_eq!(late.on(&rig.t("lock/door"))[0].payload, "LOCKED");
+    assert_eq!(
+        late.on(&rig.t("panel/doorbell/rtsp_url"))[0].payload,
+        format!("rtsp://127.0.0.1:{}/doorbell", rig.cfg.rtsp_port)
+    );
+
+    let rang = Instant::now();
+    let _ring = rig.sim.ring(20).await.expect("ring");
+    let topic = rig.t("panel/doorbell/doorbell");
+    late.wait("doorbell event", |m| m.iter().any(|m| m.topic == topic))
+        .await;
+    let ev = late.on(&topic)[0].clone();
+    assert!(
+        ev.at - rang < Duration::from_secs(1),
+        "event after {:?}",
+        ev.at - rang
+    );
+    assert!(!ev.retain, "events are never retained");
+    let ev: Value = serde_json::from_str(&ev.payload).expect("json");
+    assert_eq!(ev["event_type"], "ring");
+    assert_eq!(ev["panel"], "doorbell");
+    assert_eq!(ev["devaddr"], 20);
+    assert_eq!(
+        rig.intercom
+            .events()
+            .rings
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert!(ev["time"].as_str().is_some_and(|t| t.ends_with("+00:00")));
+    let ringing = rig.t("ringing");
+    late.wait("ringing ON", |m| {
+        m.iter().any(|m| m.topic == ringing && m.payload == "ON")
+    })
+    .await;
+    let last = rig.t("last_ring");
+    late.wait("last ring", |m| {
+        m.iter().any(|m| m.topic == last && m.payload.contains('T'))
+    })
+    .await;
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn unlock_sends_both_frames_and_publishes_the_state_sequence() {
+    let broker = Broker::start();
+    let rig = Rig::start(&broker, 45020).await;
+    let w = Watcher::start(broker.port, "w").await;
+    w.wait("online", online(rig.t("availability"))).await;
+    let (set, state) = (rig.t("lock/door/set"), rig.t("lock/door"));
+    w.publish(&set, "NOT-A-COMMAND", false).await;
+    w.publish(&set, "UNLOCK", false).await;
+    let st = state.clone();
+    w.wait("LOCKED after UNLOCKED", move |m| {
+        let seq: Vec<&str> = m
+            .iter()
+            .filter(|m| m.topic == st)
+            .map(|m| m.payload.as_str())
+            .collect();
+        seq.ends_with(&["UNLOCKING", "UNLOCKED", "LOCKED"])
+    })
+    .await;
+    assert_eq!(rig.unlock_frames(), ["*8*19*20##", "*8*20*20##"]);
+    // LOCK cannot lock a strike: it only re-publishes LOCKED.
+    let before = w.on(&state).len();
+    w.publish(&set, "LOCK", false).await;
+    let st = state.clone();
+    w.wait("LOCKED again", move |m| {
+        m.iter().filter(|m| m.topic == st).count() > before
+    })
+    .await;
+    assert_eq!(
+        w.on(&state).last().map(|m| m.payload.as_str()),
+        Some("LOCKED")
+    );
+    assert_eq!(
+        rig.unlock_frames().len(),
+        2,
+        "garbage and LOCK sent nothing"
+    );
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_unlock_shows_jammed() {
+    let broker = Broker::start();
+    let rig = Rig::start(&broker, 45040).await;
+    let w = Watcher::start(broker.port, "w").await;
+    w.wait("online", online(rig.t("availability"))).await;
+    rig.sim
+        .require_digest(Some(("c300x-bridge".into(), "secret".into())))
+        .expect("digest");
+    w.publish(&rig.t("lock/door/set"), "OPEN", false).await;
+    let st = rig.t("lock/door");
+    w.wait("JAMMED", move |m| {
+        m.iter().any(|m| m.topic == st && m.payload == "JAMMED")
+    })
+    .await;
+    assert!(rig.unlock_frames().is_empty());
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn broker_restart_reconnects_and_brings_states_back() {
+    let mut broker = Broker::start();
+    let rig = Rig::start(&broker, 45060).await;
+    let w = Watcher::start(broker.port, "before").await;
+    w.wait("online", online(rig.t("availability"))).await;
+    drop(w);
+    broker.restart();
+    // The new broker knows nothing: what a new client sees was re-published by the bridge.
+    let w = Watcher::start(broker.port, "after").await;
+    w.wait("online again", online(rig.t("availability"))).await;
+    w.wait("configs again", |m| configs(m) >= CONFIGS).await;
+    let (lock, sip) = (rig.t("lock/door"), rig.t("sip_registered"));
+    w.wait("states again", move |m| {
+        m.iter().any(|m| m.topic == lock && m.payload == "LOCKED")
+            && m.iter().any(|m| m.topic == sip && m.payload == "ON")
+    })
+    .await;
+    // And commands work on the new connection.
+    w.publish(&rig.t("lock/door/set"), "UNLOCK", false).await;
+    let st = rig.t("lock/door");
+    w.wait("UNLOCKED", move |m| {
+        m.iter().any(|m| m.topic == st && m.payload == "UNLOCKED")
+    })
+    .await;
+    assert_eq!(rig.unlock_frames(), ["*8*19*20##", "*8*20*20##"]);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn home_assistant_birth_republishes_everything() {
+    let broker = Broker::start();
+    let rig = Rig::start(&broker, 45080).await;
+    let w = Watcher::start(broker.port, "w").await;
+    w.wait("configs", |m| configs(m) == CONFIGS).await;
+    let lock = rig.t("lock/door");
+    let locked = |m: &[Msg]| m.iter().filter(|m| m.topic == lock).count();
+    let before = locked(&w.all());
+    w.publish("homeassistant/status", "online", false).await;
+    w.wait("configs twice", |m| configs(m) == 2 * CONFIGS).await;
+    w.wait("lock state again", |m| locked(m) > before).await;
+    // Re-published live, not from the retained store.
+    assert!(w.all().iter().rev().take(CONFIGS).all(|m| !m.retain));
+    w.publish("homeassistant/status", "offline", false).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(configs(&w.all()), 2 * CONFIGS, "offline triggers nothing");
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_retained_unlock_at_connect_is_not_replayed() {
+    let broker = Broker::start();
+    // Every simulator has the default domain, so the topic is known before it starts.
+    let id = c300x_bridge::mqtt::topics::device_id(&SimConfig::default().domain).expect("id");
+    let set = format!("c300x/{id}/lock/door/set");
+    let stale = Watcher::start(broker.port, "stale").await;
+    stale.publish(&set, "UNLOCK", true).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rig = Rig::start(&broker, 45100).await;
+    stale.wait("online", online(rig.t("availability"))).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        rig.unlock_frames().is_empty(),
+        "the stale UNLOCK opened the door"
+    );
+    // The bridge cleared it: a new subscriber finds no retained command.
+    let later = Watcher::start(broker.port, "later").await;
+    later
+        .wait("retained configs", |m| configs(m) == CONFIGS)
+        .await;
+    assert!(later.on(&set).is_empty(), "{:?}", later.on(&set));
+    // A live UNLOCK still works.
+    later.publish(&set, "UNLOCK", false).await;
+    let st = rig.t("lock/door");
+    later
+        .wait("UNLOCKED", move |m| {
+            m.iter().any(|m| m.topic == st && m.payload == "UNLOCKED")
+        })
+        .await;
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn voicemail_switch_and_clean_offline() {
+    let broker = Broker::start();
+    let rig = Rig::start(&broker, 45120).await;
+    let w = Watcher::start(broker.port, "w").await;
+    // The unit's GetAswmStatus! reply (sent when SIP registers) gives the initial state.
+    let vm = rig.t("voicemail");
+    let v = vm.clone();
+    w.wait("voicemail OFF", move |m| {
+        m.iter().any(|m| m.topic == v && m.payload == "OFF")
+    })
+    .await;
+    w.publish(&rig.t("voicemail/set"), "ON", false).await;
+    let v = vm.clone();
+    w.wait("voicemail ON", move |m| {
+        m.iter().any(|m| m.topic == v && m.payload == "ON")
+    })
+    .await;
+    assert!(
+        rig.sim
+            .stats()
+            .message_bodies()
+            .contains(&"*8*91##".to_owned())
+    );
+    let avail = rig.t("availability");
+    rig.stop().await;
+    w.wait("offline", move |m| {
+        m.iter().any(|m| m.topic == avail && m.payload == "offline")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn remove_device_clears_every_config() {
+    let broker = Broker::start();
+    let rig = Rig::start(&broker, 45140).await;
+    let w = Watcher::start(broker.port, "w").await;
+    w.wait("configs", |m| configs(m) == CONFIGS).await;
+    let cfg = rig.cfg.clone();
+    rig.stop().await;
+    mqtt::remove_device(&broker.settings(), &cfg)
+        .await
+        .expect("remove");
+    let later = Watcher::start(broker.port, "later").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(configs(&later.all()), 0, "{:?}", later.all());
+}

@@ -1,0 +1,677 @@
+//! The RTSP server against the simulator with real clients (retina, ffprobe, ffmpeg, GStreamer)
+//! and a raw client for the error paths: 401/404/454/461/405/501, keep-alives, the malformed
+//! corpus (400 and close, a live session unharmed), oversized heads, the connection limit, and
+//! 20 mixed TCP/UDP readers on one call with the BYE after the linger.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use c300x_bridge::config::Panel;
+use c300x_bridge::intercom::media::PortPool;
+use c300x_bridge::media::hub::{HubSettings, StreamHub};
+use c300x_bridge::servers::rtsp::{RtspSettings, run};
+use c300x_bridge::sim::{SimConfig, Simulator};
+use futures::StreamExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::intercom_calls::bridge;
+
+const T: Duration = Duration::from_secs(15);
+
+struct Fixture {
+    sim: Simulator,
+    hub: StreamHub,
+    stop: CancellationToken,
+    addr: SocketAddr,
+}
+
+impl Fixture {
+    fn url(&self) -> String {
+        format!("rtsp://{}/doorbell", self.addr)
+    }
+    fn invites(&self) -> u64 {
+        self.sim.stats().invites_received.load(Ordering::SeqCst)
+    }
+    fn byes(&self) -> u64 {
+        self.sim.stats().byes_received.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn start(rtp_base: u16, udp: (u16, u16), tweak: impl FnOnce(&mut RtspSettings)) -> Fixture {
+    let sim = Simulator::start(SimConfig::default()).await.expect("sim");
+    let (intercom, stop) = bridge(&sim, rtp_base).await;
+    let panel = Panel {
+        name: "doorbell".into(),
+        devaddr: 20,
+    };
+    let hub_settings = HubSettings {
+        linger: Duration::from_secs(1),
+        start_timeout: Duration::from_secs(8),
+        ..HubSettings::default()
+    };
+    let hub = StreamHub::start(panel, intercom, hub_settings, stop.clone());
+    let mut settings = RtspSettings::new(PortPool::new(udp.0, udp.1));
+    tweak(&mut settings);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(run(listener, vec![hub.clone()], settings, stop.clone()));
+    Fixture {
+        sim,
+        hub,
+        stop,
+        addr,
+    }
+}
+
+async fn eventually(what: &str, timeout: Duration, cond: impl Fn() -> bool) {
+    let end = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A minimal RTSP client that speaks bytes, for the error paths.
+struct Raw {
+    s: TcpStream,
+    buf: Vec<u8>,
+    cseq: u32,
+}
+
+struct Reply {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.split("\r\n").find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+        })
+    }
+    fn headers(&self, name: &str) -> Vec<&str> {
+        self.head
+            .split("\r\n")
+            .filter_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+            })
+            .collect()
+    }
+}
+
+impl Raw {
+    async fn connect(addr: SocketAddr) -> Self {
+        Self {
+            s: TcpStream::connect(addr).await.expect("connect"),
+            buf: Vec::new(),
+            cseq: 0,
+        }
+    }
+
+    async fn request(&mut self, method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
+        self.cseq += 1;
+        let mut req = format!("{method} {url} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
+        for (n, v) in headers {
+            req.push_str(&format!("{n}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        self.s.write_all(req.as_bytes()).await.expect("write");
+        let r = self.reply().await.expect("a reply");
+        assert_eq!(r.header("CSeq"), Some(self.cseq.to_string().as_str()));
+        r
+    }
+
+    /// The next response, skipping interleaved frames; `None` at EOF.
+    async fn reply(&mut self) -> Option<Reply> {
+        loop {
+            if self.buf.first() == Some(&b'$') && self.buf.len() >= 4 {
+                let len = usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
+                if self.buf.len() >= 4 + len {
+                    self.buf.drain(..4 + len);
+                    continue;
+                }
+            } else if let Some(p) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..p]).into_owned();
+                let len: usize = head
+                    .split("\r\n")
+                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                    .map_or(0, |v| v.parse().expect("length"));
+                if self.buf.len() >= p + 4 + len {
+                    let body = String::from_utf8_lossy(&self.buf[p + 4..p + 4 + len]).into_owned();
+                    self.buf.drain(..p + 4 + len);
+                    let status = head[9..12].parse().expect("status");
+                    return Some(Reply { status, head, body });
+                }
+            }
+            let mut chunk = vec![0u8; 65536];
+            let n = tokio::time::timeout(T, self.s.read(&mut chunk))
+                .await
+                .expect("reply in time")
+                .expect("read");
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Counts interleaved frames per channel for `d` (the session is playing).
+    async fn count_frames(&mut self, d: Duration) -> [usize; 4] {
+        let mut counts = [0usize; 4];
+        let end = Instant::now() + d;
+        loop {
+            while self.buf.first() == Some(&b'$') && self.buf.len() >= 4 {
+                let len = usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
+                if self.buf.len() < 4 + len {
+                    break;
+                }
+                let ch = usize::from(self.buf[1]);
+                if ch < 4 {
+                    counts[ch] += 1;
+                }
+                self.buf.drain(..4 + len);
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return counts;
+            }
+            let mut chunk = vec![0u8; 65536];
+            match tokio::time::timeout(left, self.s.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(_) => return counts,
+                Err(_) => return counts,
+            }
+        }
+    }
+
+    /// DESCRIBE, SETUP video (+ audio) interleaved, PLAY; returns the session id.
+    async fn play_tcp(&mut self, url: &str) -> String {
+        let d = self.request("DESCRIBE", url, &[]).await;
+        assert_eq!(d.status, 200, "{}", d.head);
+        let s = self
+            .request(
+                "SETUP",
+                &format!("{url}/trackID=0"),
+                &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+            )
+            .await;
+        assert_eq!(s.status, 200, "{}", s.head);
+        let session = s
+            .header("Session")
+            .and_then(|v| v.split(';').next())
+            .expect("session")
+            .to_owned();
+        let a = self
+            .request(
+                "SETUP",
+                &format!("{url}/trackID=1"),
+                &[
+                    ("Transport", "RTP/AVP/TCP;unicast;interleaved=2-3"),
+                    ("Session", &session),
+                ],
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.head);
+        let p = self.request("PLAY", url, &[("Session", &session)]).await;
+        assert_eq!(p.status, 200, "{}", p.head);
+        assert!(p.header("RTP-Info").is_some_and(|v| v.contains("seq=")));
+        session
+    }
+}
+
+#[tokio::test]
+async fn retina_over_tcp_gets_h264_400x288_and_aac() {
+    let f = start(43000, (43400, 43439), |_| {}).await;
+    let url = rtsp_types::Url::parse(&f.url()).expect("url");
+    let t0 = Instant::now();
+    let mut session =
+        retina::client::Session::describe(url, retina::client::SessionOptions::default())
+            .await
+            .expect("describe");
+    let idle_describe = t0.elapsed();
+    let streams = session.streams();
+    assert_eq!(streams.len(), 2);
+    assert_eq!(streams[0].encoding_name(), "h264");
+    assert_eq!(streams[1].encoding_name(), "mpeg4-generic");
+    match streams[0].parameters() {
+        Some(retina::codec::ParametersRef::Video(v)) => {
+            assert_eq!(v.pixel_dimensions(), (400, 288))
+        }
+        other => panic!("video parameters: {other:?}"),
+    }
+    for i in 0..2 {
+        session
+            .setup(i, retina::client::SetupOptions::default())
+            .await
+            .expect("setup");
+    }
+    let mut demuxed = session
+        .play(retina::client::PlayOptions::default())
+        .await
+        .expect("play")
+        .demuxed()
+        .expect("demuxed");
+    let (mut video, mut audio) = (0, 0);
+    let mut first_frame = None;
+    let end = Instant::now() + T;
+    while video < 30 || audio < 5 {
+        assert!(
+            Instant::now() < end,
+            "only {video} video and {audio} audio frames"
+        );
+        match tokio::time::timeout(T, demuxed.next()).await {
+            Ok(Some(Ok(retina::codec::CodecItem::VideoFrame(v)))) => {
+                first_frame.get_or_insert(t0.elapsed());
+                if video == 0 {
+                    assert!(v.is_random_access_point(), "starts at a keyframe");
+                }
+                video += 1;
+            }
+            Ok(Some(Ok(retina::codec::CodecItem::AudioFrame(_)))) => audio += 1,
+            Ok(Some(Ok(_))) => {}
+            other => panic!("stream ended: {other:?}"),
+        }
+    }
+    // A second reader on the live hub: DESCRIBE is answered from the running call.
+    let t1 = Instant::now();
+    let live = retina::client::Session::describe(
+        rtsp_types::Url::parse(&f.url()).expect("url"),
+        retina::client::SessionOptions::default(),
+    )
+    .await
+    .expect("describe live");
+    let live_describe = t1.elapsed();
+    drop(live);
+    eprintln!(
+        "rtsp timing: DESCRIBE on idle hub {idle_describe:?}, first video frame {:?}; DESCRIBE on live hub {live_describe:?}",
+        first_frame.unwrap_or_default()
+    );
+    assert_eq!(f.invites(), 1);
+    drop(demuxed);
+}
+
+async fn ffprobe(url: &str, transport: &str) -> String {
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::process::Command::new("ffprobe")
+            .args(["-v", "error", "-rtsp_transport", transport, "-show_entries"])
+            .args(["stream=codec_name,width,height", "-of", "compact", url])
+            .output(),
+    )
+    .await
+    .expect("ffprobe in time")
+    .expect("ffprobe runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "ffprobe {transport}: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[tokio::test]
+async fn ffprobe_tcp_and_udp_see_h264_400x288_and_aac() {
+    let f = start(43020, (43440, 43479), |_| {}).await;
+    for transport in ["tcp", "udp"] {
+        let text = ffprobe(&f.url(), transport).await;
+        assert!(
+            text.contains("codec_name=h264|width=400|height=288"),
+            "{transport}: {text}"
+        );
+        assert!(text.contains("codec_name=aac"), "{transport}: {text}");
+    }
+    let video_only = ffprobe(&format!("{}?audio=0", f.url()), "tcp").await;
+    assert!(
+        video_only.contains("h264") && !video_only.contains("aac"),
+        "{video_only}"
+    );
+}
+
+#[tokio::test]
+async fn ffmpeg_records_a_playable_mp4_with_both_tracks() {
+    let f = start(43040, (43480, 43519), |_| {}).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("out.mp4");
+    let status = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::process::Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-y",
+                "-rtsp_transport",
+                "tcp",
+                "-i",
+                &f.url(),
+            ])
+            .args(["-t", "5", "-c", "copy"])
+            .arg(&out)
+            .status(),
+    )
+    .await
+    .expect("ffmpeg in time")
+    .expect("ffmpeg runs");
+    assert!(status.success());
+    let probe = tokio::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_frames",
+        ])
+        .args(["-of", "compact"])
+        .arg(&out)
+        .output()
+        .await
+        .expect("ffprobe");
+    let text = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        text.contains("codec_name=h264|width=400|height=288"),
+        "{text}"
+    );
+    assert!(text.contains("codec_name=aac"), "{text}");
+}
+
+#[tokio::test]
+async fn gstreamer_rtspsrc_plays_five_seconds() {
+    if !Path::new("/usr/bin/gst-launch-1.0").exists() {
+        panic!("gst-launch-1.0 missing: run scripts/setup-debian.sh");
+    }
+    let f = start(43060, (43520, 43559), |_| {}).await;
+    let mut child = tokio::process::Command::new("gst-launch-1.0")
+        .args(["-e", "-q", "rtspsrc", &format!("location={}", f.url())])
+        .args([
+            "protocols=tcp",
+            "!",
+            "rtph264depay",
+            "!",
+            "h264parse",
+            "!",
+            "fakesink",
+        ])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("gst-launch runs");
+    // Still playing after 5 s (an error would have ended it), and the call is up.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "gst-launch ended early"
+    );
+    assert_eq!(f.hub.status().viewers, 1);
+    assert_eq!(f.invites(), 1);
+    child.kill().await.expect("kill");
+}
+
+#[tokio::test]
+async fn twenty_readers_share_one_call_and_bye_follows_the_linger() {
+    let f = start(43080, (43600, 43799), |_| {}).await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let url = f.url();
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                let url = rtsp_types::Url::parse(&url).expect("url");
+                let transport = if i % 4 == 0 { "tcp" } else { "udp" };
+                let mut s = retina::client::Session::describe(url, Default::default())
+                    .await
+                    .expect("describe");
+                let opts = retina::client::SetupOptions::default()
+                    .transport(transport.parse().expect("transport"));
+                s.setup(0, opts).await.expect("setup");
+                let mut d = s
+                    .play(Default::default())
+                    .await
+                    .expect("play")
+                    .demuxed()
+                    .expect("demux");
+                let mut n = 0;
+                while n < 20 {
+                    if let Ok(Some(Ok(retina::codec::CodecItem::VideoFrame(_)))) =
+                        tokio::time::timeout(T, d.next()).await
+                    {
+                        n += 1;
+                    }
+                }
+            } else {
+                let transport = if i % 4 == 1 { "tcp" } else { "udp" };
+                let out = tokio::process::Command::new("ffmpeg")
+                    .args(["-v", "error", "-rtsp_transport", transport, "-i", &url])
+                    .args(["-t", "3", "-f", "null", "-"])
+                    .output()
+                    .await
+                    .expect("ffmpeg");
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }));
+    }
+    let mut peak = 0;
+    while !tasks.iter().all(|t| t.is_finished()) {
+        peak = peak.max(f.hub.status().viewers);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for t in tasks {
+        t.await.expect("reader ok");
+    }
+    assert_eq!(f.invites(), 1, "one call for all readers");
+    eprintln!("rtsp: peak viewers {peak}");
+    let all_gone = Instant::now();
+    eventually("viewers gone", T, || f.hub.status().viewers == 0).await;
+    eventually("BYE", T, || f.byes() == 1).await;
+    let after = all_gone.elapsed();
+    assert!(
+        after >= Duration::from_millis(800),
+        "BYE only after the linger: {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn basic_and_digest_auth() {
+    let f = start(43100, (43560, 43599), |s| {
+        s.user = Some("admin".into());
+        s.password = Some("s3cret".into());
+    })
+    .await;
+    let mut raw = Raw::connect(f.addr).await;
+    let r = raw.request("DESCRIBE", &f.url(), &[]).await;
+    assert_eq!(r.status, 401);
+    let challenges = r.headers("WWW-Authenticate");
+    assert!(
+        challenges.iter().any(|c| c.starts_with("Digest ")),
+        "{challenges:?}"
+    );
+    assert!(
+        challenges.iter().any(|c| c.starts_with("Basic ")),
+        "{challenges:?}"
+    );
+    use base64::Engine as _;
+    let wrong = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("admin:nope")
+    );
+    let r = raw
+        .request("DESCRIBE", &f.url(), &[("Authorization", &wrong)])
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(f.invites(), 0, "no call for strangers");
+    let good = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("admin:s3cret")
+    );
+    let r = raw
+        .request("DESCRIBE", &f.url(), &[("Authorization", &good)])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.head);
+    // Digest through retina (it answers the Digest challenge); wrong password fails.
+    let opts = |p: &str| {
+        retina::client::SessionOptions::default().creds(Some(retina::client::Credentials {
+            username: "admin".into(),
+            password: p.into(),
+        }))
+    };
+    let url = rtsp_types::Url::parse(&f.url()).expect("url");
+    assert!(
+        retina::client::Session::describe(url.clone(), opts("bad"))
+            .await
+            .is_err()
+    );
+    let mut s = retina::client::Session::describe(url, opts("s3cret"))
+        .await
+        .expect("digest ok");
+    s.setup(0, Default::default()).await.expect("setup");
+    let mut d = s
+        .play(Default::default())
+        .await
+        .expect("play")
+        .demuxed()
+        .expect("demux");
+    let got = tokio::time::timeout(T, async {
+        loop {
+            if let Some(Ok(retina::codec::CodecItem::VideoFrame(_))) = d.next().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(got.is_ok(), "video with Digest auth");
+    // ffprobe with credentials in the URL (Digest preferred by FFmpeg).
+    let authed = format!("rtsp://admin:s3cret@{}/doorbell", f.addr);
+    assert!(ffprobe(&authed, "tcp").await.contains("h264"));
+}
+
+#[tokio::test]
+async fn error_statuses_and_keepalives() {
+    let f = start(43120, (43800, 43839), |_| {}).await;
+    let mut raw = Raw::connect(f.addr).await;
+    let r = raw.request("OPTIONS", "*", &[]).await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("Public").is_some_and(|p| p.contains("DESCRIBE")));
+    let r = raw
+        .request("DESCRIBE", &format!("rtsp://{}/nope", f.addr), &[])
+        .await;
+    assert_eq!(r.status, 404);
+    let r = raw.request("ANNOUNCE", &f.url(), &[]).await;
+    assert_eq!(r.status, 405);
+    assert!(r.header("Allow").is_some());
+    let r = raw.request("FLY", &f.url(), &[]).await;
+    assert_eq!(r.status, 501);
+    let r = raw
+        .request("PLAY", &f.url(), &[("Session", "DEADBEEF")])
+        .await;
+    assert_eq!(r.status, 454);
+    assert_eq!(f.invites(), 0, "errors start no call");
+    let r = raw.request("DESCRIBE", &f.url(), &[]).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("packetization-mode=1") && r.body.contains("MPEG4-GENERIC"));
+    for t in [
+        "RTP/AVP;multicast",
+        "RTP/SAVP;unicast;client_port=5000-5001",
+        "RTP/AVP/TCP;interleaved=0-1;mode=record",
+    ] {
+        let r = raw
+            .request(
+                "SETUP",
+                &format!("{}/trackID=0", f.url()),
+                &[("Transport", t)],
+            )
+            .await;
+        assert_eq!(r.status, 461, "{t}");
+    }
+    let session = raw.play_tcp(&f.url()).await;
+    let r = raw
+        .request("GET_PARAMETER", &f.url(), &[("Session", &session)])
+        .await;
+    assert_eq!(r.status, 200);
+    let r = raw
+        .request("OPTIONS", &f.url(), &[("Session", &session)])
+        .await;
+    assert_eq!(r.status, 200);
+    let r = raw
+        .request("GET_PARAMETER", &f.url(), &[("Session", "OTHER")])
+        .await;
+    assert_eq!(r.status, 454);
+    let counts = raw.count_frames(Duration::from_secs(2)).await;
+    assert!(
+        counts[0] > 20 && counts[2] > 3,
+        "video and audio RTP: {counts:?}"
+    );
+    let r = raw
+        .request("TEARDOWN", &f.url(), &[("Session", &session)])
+        .await;
+    assert_eq!(r.status, 200);
+    eventually("lease released", T, || f.hub.status().viewers == 0).await;
+}
+
+#[tokio::test]
+async fn malformed_requests_get_400_and_close_while_a_live_session_plays() {
+    let f = start(43140, (43840, 43879), |_| {}).await;
+    let mut live = Raw::connect(f.addr).await;
+    live.play_tcp(&f.url()).await;
+    let mut corpus: Vec<_> = std::fs::read_dir("tests/corpus/rtsp")
+        .expect("corpus")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    corpus.sort();
+    assert!(corpus.len() >= 15);
+    let mut oversized = b"DESCRIBE rtsp://127.0.0.1/doorbell RTSP/1.0\r\nCSeq: 1\r\nX: ".to_vec();
+    oversized.extend(std::iter::repeat_n(b'a', 20_000));
+    let mut inputs: Vec<(String, Vec<u8>)> = corpus
+        .iter()
+        .map(|p| (p.display().to_string(), std::fs::read(p).expect("read")))
+        .collect();
+    inputs.push(("oversized head".into(), oversized));
+    for (name, bytes) in inputs {
+        let mut s = TcpStream::connect(f.addr).await.expect("connect");
+        let _ = s.write_all(&bytes).await;
+        let mut got = Vec::new();
+        tokio::time::timeout(T, s.read_to_end(&mut got))
+            .await
+            .unwrap_or_else(|_| panic!("{name}: connection not closed"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("RTSP/1.0 400 "), "{name}: {text}");
+    }
+    let counts = live.count_frames(Duration::from_secs(1)).await;
+    assert!(counts[0] > 10, "the live session kept playing: {counts:?}");
+    assert_eq!(f.invites(), 1);
+}
+
+#[tokio::test]
+async fn connection_limit_answers_503() {
+    let f = start(43160, (43880, 43899), |s| s.max_connections = 2).await;
+    let mut a = Raw::connect(f.addr).await;
+    let mut b = Raw::connect(f.addr).await;
+    assert_eq!(a.request("OPTIONS", "*", &[]).await.status, 200);
+    assert_eq!(b.request("OPTIONS", "*", &[]).await.status, 200);
+    let mut c = Raw::connect(f.addr).await;
+    assert_eq!(c.request("OPTIONS", "*", &[]).await.status, 503);
+    assert!(c.reply().await.is_none(), "closed after the 503");
+    drop(a);
+    // The freed slot serves again.
+    let mut d = Raw::connect(f.addr).await;
+    let mut status = d.request("OPTIONS", "*", &[]).await.status;
+    if status == 503 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        d = Raw::connect(f.addr).await;
+        status = d.request("OPTIONS", "*", &[]).await.status;
+    }
+    assert_eq!(status, 200);
+}
