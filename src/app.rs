@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::intercom::Intercom;
 use crate::intercom::media::PortPool;
 use crate::intercom::sip::{RegistrationState, RingEvent};
-use crate::media::hub::{HubSettings, HubState, StreamHub};
+use crate::media::hub::{HubState, StreamHub};
 use crate::mqtt::{self, MqttSettings};
 use crate::servers::http::{self, DemoHooks, HttpState};
 use crate::servers::rtsp::{self, RtspSettings};
@@ -63,18 +63,7 @@ pub async fn run_with(
     let hub_stop = CancellationToken::new();
     let server_stop = CancellationToken::new();
     let intercom = Intercom::start(&cfg, sip_stop.clone()).await?;
-    let hubs: Vec<StreamHub> = cfg
-        .panels
-        .iter()
-        .map(|p| {
-            StreamHub::start(
-                p.clone(),
-                intercom.clone(),
-                HubSettings::from_config(&cfg),
-                hub_stop.clone(),
-            )
-        })
-        .collect();
+    let hubs = StreamHub::for_panels(&cfg, &intercom, &hub_stop);
 
     let rtsp_settings = RtspSettings {
         user: cfg.rtsp_user.clone(),

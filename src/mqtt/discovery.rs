@@ -3,7 +3,7 @@
 //! per entity, all sharing one `device` block; never `object_id` / `default_entity_id`.
 //! No I/O here; `mod.rs` publishes what these return.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde_json::{Value, json};
 
@@ -343,27 +343,7 @@ pub fn doorbell_event(event_type: &str, panel: &Panel, at: SystemTime) -> String
 
 /// UTC RFC 3339 with seconds (`2024-03-01T12:00:05+00:00`), as HA's timestamp sensor parses it.
 pub fn rfc3339(at: SystemTime) -> String {
-    let secs = at
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil-from-days, for days since 1970-01-01 (no negative dates here).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}+00:00",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    crate::proto::rfc3339::format(at, crate::proto::rfc3339::Precision::Seconds)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod fmp4;
 pub mod h264;
 pub mod hls;
 pub mod openwebnet;
+pub mod rfc3339;
 pub mod rtp;
 pub mod rtsp;
 pub mod sdp;

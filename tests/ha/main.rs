@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use c300x_bridge::config::Config;
 use c300x_bridge::intercom::Intercom;
 use c300x_bridge::intercom::sip::RegistrationState;
-use c300x_bridge::media::hub::{HubSettings, StreamHub};
+use c300x_bridge::media::hub::StreamHub;
 use c300x_bridge::mqtt::{self, MqttSettings};
 use c300x_bridge::sim::{SimConfig, Simulator};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -51,18 +51,7 @@ async fn home_assistant_harness() {
     .await
     .expect("registered in time")
     .expect("agent alive");
-    let hubs: Vec<StreamHub> = cfg
-        .panels
-        .iter()
-        .map(|p| {
-            StreamHub::start(
-                p.clone(),
-                intercom.clone(),
-                HubSettings::from_config(&cfg),
-                stop.clone(),
-            )
-        })
-        .collect();
+    let hubs = StreamHub::for_panels(&cfg, &intercom, &stop);
     let settings = MqttSettings {
         host: host.to_owned(),
         port,

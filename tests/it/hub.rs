@@ -8,14 +8,13 @@ use std::time::{Duration, Instant};
 
 use c300x_bridge::config::Panel;
 use c300x_bridge::intercom::Intercom;
-use c300x_bridge::intercom::sip::RingEvent;
 use c300x_bridge::media::hub::{
     Frame, HubError, HubSettings, HubState, StreamHub, Viewer, ViewerKind,
 };
 use c300x_bridge::sim::{RingState, SimConfig, SimStats, Simulator};
 use tokio_util::sync::CancellationToken;
 
-use crate::intercom_calls::{bridge, eventually};
+use crate::intercom_calls::{bridge, eventually, next_ring};
 
 const T: Duration = Duration::from_secs(15);
 
@@ -311,16 +310,7 @@ async fn an_answered_ring_feeds_the_viewers_without_a_second_call() {
         setup_with_intercom(SimConfig::default(), 42200, quick()).await;
     let mut rings = intercom.sip().rings();
     let mut ring = sim.ring(20).await.expect("ring");
-    let incoming = loop {
-        match tokio::time::timeout(T, rings.recv())
-            .await
-            .expect("ring in time")
-            .expect("open")
-        {
-            RingEvent::Incoming(r) => break r,
-            RingEvent::Ended(_) => continue,
-        }
-    };
+    let incoming = next_ring(&mut rings).await;
     assert_eq!(
         ring.wait_for(T, |s| s == RingState::Ringing).await,
         Some(RingState::Ringing)

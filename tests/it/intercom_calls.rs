@@ -246,16 +246,7 @@ async fn answered_ring_delivers_media() {
     let (intercom, stop) = bridge(&sim, 41100).await;
     let mut rings = intercom.sip().rings();
     let mut ring = sim.ring(20).await.expect("ring");
-    let incoming = loop {
-        match tokio::time::timeout(T, rings.recv())
-            .await
-            .expect("ring in time")
-            .expect("channel")
-        {
-            RingEvent::Incoming(r) => break r,
-            RingEvent::Ended(_) => continue,
-        }
-    };
+    let incoming = next_ring(&mut rings).await;
     assert_eq!(
         ring.wait_for(T, |s| s == RingState::Ringing).await,
         Some(RingState::Ringing)
@@ -300,6 +291,22 @@ async fn answered_ring_delivers_media() {
     call.hangup().await;
     assert_eq!(SimStats::get(&sim.stats().active_calls), 0);
     stop.cancel();
+}
+
+/// The next ring the bridge announces (ring ends are skipped).
+pub async fn next_ring(
+    rings: &mut tokio::sync::broadcast::Receiver<RingEvent>,
+) -> c300x_bridge::intercom::sip::IncomingRing {
+    loop {
+        match tokio::time::timeout(T, rings.recv())
+            .await
+            .expect("ring in time")
+            .expect("ring channel open")
+        {
+            RingEvent::Incoming(r) => return r,
+            RingEvent::Ended(_) => continue,
+        }
+    }
 }
 
 /// Polls `cond` every 20 ms until it holds; fails the test naming `what` after `timeout`.

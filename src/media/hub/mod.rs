@@ -255,6 +255,25 @@ impl StreamHub {
         }
     }
 
+    /// One hub per configured panel, in the order of `cfg.panels`.
+    pub fn for_panels(
+        cfg: &Config,
+        intercom: &Intercom,
+        shutdown: &CancellationToken,
+    ) -> Vec<Self> {
+        cfg.panels
+            .iter()
+            .map(|p| {
+                Self::start(
+                    p.clone(),
+                    intercom.clone(),
+                    HubSettings::from_config(cfg),
+                    shutdown.clone(),
+                )
+            })
+            .collect()
+    }
+
     pub fn panel(&self) -> &Panel {
         &self.panel
     }

@@ -3,7 +3,7 @@
 //! unlock, light, ring-answer, hangup, the privacy switch and, in `demo`, a simulated ring.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -17,28 +17,9 @@ use super::{ApiError, Shared, ring_devaddr};
 use crate::intercom::sip::RegistrationState;
 use crate::media::hub::ViewerKind;
 
-/// RFC 3339 UTC time (`2024-05-01T12:00:00.123Z`); no time crate needed for this one format.
+/// RFC 3339 UTC time (`2024-05-01T12:00:00.123Z`).
 pub(crate) fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    crate::proto::rfc3339::format(t, crate::proto::rfc3339::Precision::Millis)
 }
 
 fn time(t: Option<SystemTime>) -> Value {
@@ -298,18 +279,4 @@ pub async fn demo_ring(
         Json(json!({"ok": true, "panel": p.hub.panel().name, "devaddr": devaddr})),
     )
         .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_of_known_instants() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        let t = UNIX_EPOCH + Duration::from_millis(1_709_251_199_123);
-        assert_eq!(rfc3339(t), "2024-02-29T23:59:59.123Z");
-        let t = UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(rfc3339(t), "2000-02-29T00:00:00.000Z");
-    }
 }
