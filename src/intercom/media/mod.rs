@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::proto::srtp::{SdesKey, SrtpError, SrtpSession};
 
-pub use ports::{CallSockets, PortPool};
+pub use ports::{CallSockets, PortLease, PortPair, PortPool, TokioPair};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {

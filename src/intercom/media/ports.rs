@@ -60,8 +60,9 @@ impl PortPool {
     }
 
     /// Binds an RTP socket on a free even port of the range and RTCP on the next port. Ports
-    /// that another program holds are skipped.
-    pub(super) fn bind_pair(&self, ip: IpAddr) -> Result<PortPair, MediaError> {
+    /// that another program holds are skipped. Used for the intercom's calls and for the RTSP
+    /// server's UDP tracks alike, so the two never count each other's ports as "busy elsewhere".
+    pub fn bind_pair(&self, ip: IpAddr) -> Result<PortPair, MediaError> {
         let (min, max) = self.range();
         let mut state = self.inner.lock();
         let bases: Vec<u16> = (u32::from(min)..u32::from(max))
@@ -126,9 +127,16 @@ fn bind_two(ip: IpAddr, base: u16) -> io::Result<(UdpSocket, UdpSocket)> {
 
 /// Gives a pair back to the pool when dropped (after its sockets: see field order below).
 #[derive(Debug)]
-struct PortLease {
+pub struct PortLease {
     pool: Arc<PoolInner>,
     base: u16,
+}
+
+impl PortLease {
+    /// The RTP port of the leased pair (RTCP is the next one).
+    pub fn port(&self) -> u16 {
+        self.base
+    }
 }
 
 impl Drop for PortLease {
@@ -139,7 +147,7 @@ impl Drop for PortLease {
 
 /// An RTP socket, its RTCP socket and the lease on their ports.
 #[derive(Debug)]
-pub(super) struct PortPair {
+pub struct PortPair {
     // Field order matters: sockets close before the lease returns the ports.
     pub(super) rtp: UdpSocket,
     pub(super) rtcp: UdpSocket,
@@ -147,12 +155,13 @@ pub(super) struct PortPair {
 }
 
 impl PortPair {
-    pub(super) fn port(&self) -> u16 {
+    /// The RTP port (RTCP is the next one).
+    pub fn port(&self) -> u16 {
         self.lease.base
     }
 
     /// Converts to tokio sockets (needs a runtime); the lease travels along.
-    pub(super) fn into_tokio(self) -> Result<TokioPair, MediaError> {
+    pub fn into_tokio(self) -> Result<TokioPair, MediaError> {
         let port = self.port();
         let convert = |s: UdpSocket, port: u16| {
             tokio::net::UdpSocket::from_std(s).map_err(|source| MediaError::Socket { port, source })
@@ -167,15 +176,20 @@ impl PortPair {
 
 /// The tokio form of a [`PortPair`], owned by one media task.
 #[derive(Debug)]
-pub(super) struct TokioPair {
-    pub(super) rtp: tokio::net::UdpSocket,
-    pub(super) rtcp: tokio::net::UdpSocket,
+pub struct TokioPair {
+    pub rtp: tokio::net::UdpSocket,
+    pub rtcp: tokio::net::UdpSocket,
     lease: PortLease,
 }
 
 impl TokioPair {
-    pub(super) fn port(&self) -> u16 {
+    pub fn port(&self) -> u16 {
         self.lease.base
+    }
+
+    /// The sockets and the lease apart (keep the lease as long as the sockets).
+    pub fn into_parts(self) -> (tokio::net::UdpSocket, tokio::net::UdpSocket, PortLease) {
+        (self.rtp, self.rtcp, self.lease)
     }
 }
 

@@ -476,11 +476,7 @@ impl Conn {
                 rtcp_port,
             } => {
                 let settings = &self.shared.settings;
-                let pair = match udp::bind_pair(
-                    self.local_ip,
-                    &settings.udp_ports,
-                    &self.shared.udp_cursor,
-                ) {
+                let pair = match udp::bind_pair(self.local_ip, &settings.udp_ports) {
                     Ok(p) => p,
                     Err(e) => {
                         tracing::warn!(peer = %self.peer, "RTSP SETUP: {e}");

@@ -9,7 +9,6 @@ mod udp;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -56,8 +55,6 @@ impl RtspSettings {
 struct Shared {
     hubs: HashMap<String, StreamHub>,
     settings: RtspSettings,
-    /// Where the next UDP pair search starts.
-    udp_cursor: AtomicU32,
 }
 
 /// Serves RTSP on `listener` for `hubs` (one path per panel) until `shutdown`.
@@ -74,7 +71,6 @@ pub async fn run(
             .map(|h| (h.panel().name.clone(), h))
             .collect(),
         settings,
-        udp_cursor: AtomicU32::new(0),
     });
     let local = listener.local_addr().ok();
     tracing::info!(?local, "RTSP server listening");

@@ -3,23 +3,19 @@
 //! as a keep-alive (§2.3 of streaming.md). The intercom's own pairs come from the same range;
 //! a port either side holds is skipped (the OS refuses the second bind).
 
-use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
-use crate::intercom::media::PortPool;
+use crate::intercom::media::{MediaError, PortLease, PortPool};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UdpError {
-    #[error("no free RTP/RTCP port pair in {min}-{max} on {ip}")]
-    Exhausted { ip: IpAddr, min: u16, max: u16 },
-    #[error("binding UDP {addr}: {source}")]
-    Bind { addr: SocketAddr, source: io::Error },
+    #[error("RTSP over UDP: {0}")]
+    Ports(#[from] MediaError),
 }
 
 /// The two sockets of one track; dropping it closes them and stops the RTCP reader.
@@ -30,6 +26,8 @@ pub(super) struct UdpPair {
     pub ports: (u16, u16),
     rtcp_seen: Arc<Mutex<Option<Instant>>>,
     reader: JoinHandle<()>,
+    /// Returns the ports to the shared pool when the pair is dropped.
+    _lease: PortLease,
 }
 
 impl Drop for UdpPair {
@@ -47,44 +45,14 @@ impl UdpPair {
     }
 }
 
-/// Binds a pair on `ip` from `pool`'s range, starting after the last pair handed out.
-pub(super) fn bind_pair(
-    ip: IpAddr,
-    pool: &PortPool,
-    cursor: &AtomicU32,
-) -> Result<UdpPair, UdpError> {
-    let (min, max) = pool.range();
-    let bases: Vec<u16> = (u32::from(min)..u32::from(max))
-        .step_by(2)
-        .filter_map(|p| u16::try_from(p).ok())
-        .collect();
-    if bases.is_empty() {
-        return Err(UdpError::Exhausted { ip, min, max });
-    }
-    let start = cursor.fetch_add(1, Ordering::Relaxed) as usize % bases.len();
-    for &base in bases[start..].iter().chain(&bases[..start]) {
-        match bind_two(ip, base) {
-            Ok((rtp, rtcp)) => return Ok(spawn_reader(rtp, rtcp, base)),
-            Err((_, e)) if e.kind() == io::ErrorKind::AddrInUse => continue,
-            Err((addr, source)) => return Err(UdpError::Bind { addr, source }),
-        }
-    }
-    Err(UdpError::Exhausted { ip, min, max })
+/// Binds a pair on `ip` from the shared pool (the same one the intercom's calls use).
+pub(super) fn bind_pair(ip: IpAddr, pool: &PortPool) -> Result<UdpPair, UdpError> {
+    let (rtp, rtcp, lease) = pool.bind_pair(ip)?.into_tokio()?.into_parts();
+    Ok(spawn_reader(rtp, rtcp, lease))
 }
 
-fn bind_two(ip: IpAddr, base: u16) -> Result<(UdpSocket, UdpSocket), (SocketAddr, io::Error)> {
-    let bind = |port: u16| {
-        let addr = SocketAddr::new(ip, port);
-        let s = std::net::UdpSocket::bind(addr).map_err(|e| (addr, e))?;
-        s.set_nonblocking(true).map_err(|e| (addr, e))?;
-        UdpSocket::from_std(s).map_err(|e| (addr, e))
-    };
-    let rtp = bind(base)?;
-    let rtcp = bind(base + 1)?;
-    Ok((rtp, rtcp))
-}
-
-fn spawn_reader(rtp: UdpSocket, rtcp: UdpSocket, base: u16) -> UdpPair {
+fn spawn_reader(rtp: UdpSocket, rtcp: UdpSocket, lease: PortLease) -> UdpPair {
+    let base = lease.port();
     let rtcp = Arc::new(rtcp);
     let rtcp_seen = Arc::new(Mutex::new(None));
     let reader = {
@@ -108,5 +76,6 @@ fn spawn_reader(rtp: UdpSocket, rtcp: UdpSocket, base: u16) -> UdpPair {
         ports: (base, base + 1),
         rtcp_seen,
         reader,
+        _lease: lease,
     }
 }
