@@ -245,6 +245,10 @@ pub struct Config {
     pub audio: bool,
     /// AAC sample rate (mono), Hz.
     pub audio_sample_rate: u32,
+    /// MJPEG frame-rate cap; 0 = the camera's own rate.
+    pub mjpeg_fps: u8,
+    /// JPEG quality (1–100) of MJPEG parts and snapshots.
+    pub mjpeg_quality: u8,
     pub rtsp_port: u16,
     pub rtsp_user: Option<String>,
     pub rtsp_password: Option<Secret>,
@@ -284,6 +288,8 @@ impl Default for Config {
             max_call: Duration::from_secs(300),
             audio: true,
             audio_sample_rate: 16000,
+            mjpeg_fps: 0,
+            mjpeg_quality: 80,
             rtsp_port: 8554,
             rtsp_user: None,
             rtsp_password: None,

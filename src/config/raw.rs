@@ -49,6 +49,8 @@ pub(super) const SPECS: &[(&str, Kind)] = &[
     ("max_call_seconds", Kind::Number),
     ("audio", Kind::Bool),
     ("audio_sample_rate", Kind::Number),
+    ("mjpeg_fps", Kind::Number),
+    ("mjpeg_quality", Kind::Number),
     ("rtsp_port", Kind::Number),
     ("rtsp_user", Kind::Text),
     ("rtsp_password", Kind::Secret),

@@ -40,6 +40,12 @@ pub(super) fn build(m: &Merged) -> Result<Config, ConfigError> {
         max_call: field(m, "max_call_seconds", d.max_call, |v| seconds(v, 10, 86400))?,
         audio: field(m, "audio", d.audio, boolean)?,
         audio_sample_rate: field(m, "audio_sample_rate", d.audio_sample_rate, sample_rate)?,
+        mjpeg_fps: field(m, "mjpeg_fps", d.mjpeg_fps, |v| {
+            small(v, 0, 30, "frames per second")
+        })?,
+        mjpeg_quality: field(m, "mjpeg_quality", d.mjpeg_quality, |v| {
+            small(v, 1, 100, "a JPEG quality")
+        })?,
         rtsp_port,
         rtsp_user: field(m, "rtsp_user", None, opt_text)?,
         rtsp_password: field(m, "rtsp_password", None, secret)?,
@@ -131,6 +137,11 @@ fn ranged(value: &Value, lo: i64, hi: i64, what: &str) -> Result<i64, Allowed> {
         Some(n) if (lo..=hi).contains(&n) => Ok(n),
         _ => Err(format!("must be {what} from {lo} to {hi}")),
     }
+}
+
+fn small(value: &Value, lo: i64, hi: i64, what: &str) -> Result<u8, Allowed> {
+    let n = ranged(value, lo, hi, what)?;
+    u8::try_from(n).map_err(|e| e.to_string())
 }
 
 fn boolean(value: &Value) -> Result<bool, Allowed> {

@@ -7,7 +7,7 @@ mod router;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use c300x_bridge::config::{Config, Lock, Secret};
 use c300x_bridge::media::hub::{HubSettings, StreamHub};
@@ -64,13 +64,7 @@ pub fn stat(sim: &Simulator, f: impl Fn(&SimStats) -> &std::sync::atomic::Atomic
     f(&sim.stats()).load(Ordering::SeqCst)
 }
 
-pub async fn eventually(what: &str, timeout: Duration, cond: impl Fn() -> bool) {
-    let end = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub use crate::intercom_calls::eventually;
 
 /// Width and height from a baseline JPEG's SOF0 marker, after checking SOI and EOI.
 pub fn jpeg_size(jpeg: &[u8]) -> Option<(u16, u16)> {

@@ -152,6 +152,18 @@ async fn bye_after_the_linger_not_before_and_a_returning_viewer_reuses_the_call(
     );
     assert_eq!(get(&sim, |s| &s.byes_received), 1);
     eventually("idle", T, || hub.status().state == HubState::Idle).await;
+    let status = hub.status();
+    assert_eq!(
+        status.calls_ended,
+        [("linger", 1)],
+        "ended by the linger, counted once"
+    );
+    assert!(
+        status.call_seconds >= 2.0,
+        "call lasted {} s",
+        status.call_seconds
+    );
+    assert_eq!(status.srtp_failures, 0);
     stop.cancel();
 }
 

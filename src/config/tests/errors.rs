@@ -516,3 +516,27 @@ fn audio_switch_and_sample_rate() {
         assert!(e.starts_with(needle), "{e}");
     }
 }
+
+#[test]
+fn mjpeg_rate_and_quality_ranges() {
+    for (key, value, needle) in [
+        (
+            "C300X_MJPEG_FPS",
+            "31",
+            "mjpeg_fps = 31 (from env C300X_MJPEG_FPS): must be frames per second from 0 to 30",
+        ),
+        (
+            "C300X_MJPEG_QUALITY",
+            "0",
+            "mjpeg_quality = 0 (from env C300X_MJPEG_QUALITY): must be a JPEG quality from 1 to 100",
+        ),
+    ] {
+        let e = crate::config::load(&crate::config::Sources {
+            env: vec![(key.into(), value.into())],
+            ..Default::default()
+        })
+        .expect_err("invalid")
+        .to_string();
+        assert_eq!(e, needle);
+    }
+}

@@ -154,6 +154,12 @@ pub struct HubStatus {
     /// Measured from the last second of video timestamps.
     pub fps: Option<f32>,
     pub last_error: Option<String>,
+    /// Calls ended so far, by reason (`linger`, `remote`, `no_rtp`, `max_call`, `privacy`, ...).
+    pub calls_ended: Vec<(&'static str, u64)>,
+    /// Seconds of calls that have ended.
+    pub call_seconds: f64,
+    /// SRTP/SRTCP packets from the intercom that failed authentication (all calls).
+    pub srtp_failures: u64,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

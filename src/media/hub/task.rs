@@ -51,6 +51,9 @@ pub(super) fn initial_status(panel: &Panel) -> HubStatus {
         height: None,
         fps: None,
         last_error: None,
+        calls_ended: Vec::new(),
+        call_seconds: 0.0,
+        srtp_failures: 0,
     }
 }
 
@@ -114,6 +117,8 @@ pub(super) struct HubTask {
     pub(super) transcoder: Option<SpeexToAac>,
     pub(super) frames_since_tick: u32,
     pub(super) hangups: Vec<JoinHandle<()>>,
+    /// SRTP failures of the calls that have ended.
+    pub(super) srtp_failures_done: u64,
 }
 
 impl HubTask {
@@ -153,6 +158,7 @@ impl HubTask {
             transcoder: None,
             frames_since_tick: 0,
             hangups: Vec::new(),
+            srtp_failures_done: 0,
         }
     }
 
@@ -232,7 +238,7 @@ impl HubTask {
                     self.close_everything(HubError::StreamingDisabled {
                         panel: self.panel.name.clone(),
                     });
-                    self.hang_up_live("privacy switch");
+                    self.hang_up_live("privacy");
                 }
             }
             Command::Keyframe => {
@@ -242,7 +248,7 @@ impl HubTask {
             }
             Command::AnswerRing { ring, reply } => self.on_answer_ring(*ring, reply),
             Command::HangUp => {
-                self.hang_up_live("manual hang-up");
+                self.hang_up_live("manual");
             }
         }
     }
@@ -329,7 +335,7 @@ impl HubTask {
 
     fn on_answer_ring(&mut self, ring: IncomingRing, reply: oneshot::Sender<Result<(), HubError>>) {
         // One call per panel: the answered ring replaces a view call.
-        self.hang_up_live("doorbell answered");
+        self.hang_up_live("ring_answered");
         if let Some(s) = self.starting.take() {
             s.abort();
         }
@@ -450,9 +456,28 @@ impl HubTask {
         }
     }
 
-    /// BYE (in the background; the hub never waits on the network) and back to idle.
-    fn hang_up_live(&mut self, why: &str) {
+    /// Counts an ended call for the metrics: its reason, its length, its SRTP failures.
+    fn record_end(&mut self, l: &Live, reason: &'static str) {
+        self.status.call_seconds += l.started.elapsed().as_secs_f64();
+        self.srtp_failures_done += l.call.stats().srtp_failures();
+        self.status.srtp_failures = self.srtp_failures_done;
+        match self
+            .status
+            .calls_ended
+            .iter_mut()
+            .find(|(r, _)| *r == reason)
+        {
+            Some((_, n)) => *n += 1,
+            None => self.status.calls_ended.push((reason, 1)),
+        }
+    }
+
+    /// BYE (in the background; the hub never waits on the network) and back to idle. `why` is
+    /// also the metrics label: linger, no_rtp, max_call, no_video, privacy, manual, ring_answered,
+    /// shutdown.
+    fn hang_up_live(&mut self, why: &'static str) {
         if let Some(l) = self.live.take() {
+            self.record_end(&l, why);
             tracing::info!(panel = %self.panel.name, call_id = %l.call.call_id, "hanging up: {why}");
             self.hangups.retain(|h| !h.is_finished());
             self.hangups.push(tokio::spawn(l.call.hangup()));
@@ -472,6 +497,14 @@ impl HubTask {
             return;
         };
         tracing::info!(panel = %self.panel.name, call_id = %l.call.call_id, ?reason, "the intercom ended the call");
+        self.record_end(
+            &l,
+            if reason == EndReason::RemoteBye {
+                "remote_bye"
+            } else {
+                "connection_lost"
+            },
+        );
         self.status.call_id = None;
         self.status.call_since = None;
         let stable = l.started.elapsed() >= STABLE_CALL;
@@ -518,7 +551,7 @@ impl HubTask {
                     st.abort();
                 }
                 if self.live.as_ref().is_some_and(|l| !l.keyframe_seen) {
-                    self.hang_up_live("no video");
+                    self.hang_up_live("no_video");
                     self.status.state = HubState::Failed;
                     self.retry_at = Some(now + s.retry_backoff);
                 }
@@ -527,7 +560,7 @@ impl HubTask {
         if self.linger_until.is_some_and(|t| t <= now) {
             self.linger_until = None;
             if !self.wanted() && !self.live.as_ref().is_some_and(|l| l.answered) {
-                self.hang_up_live("linger over, nobody watching");
+                self.hang_up_live("linger");
             }
         }
         if self.retry_at.is_some_and(|t| t <= now) {
@@ -538,15 +571,18 @@ impl HubTask {
         }
         let Some(l) = &self.live else { return };
         if l.started + s.max_call <= now {
-            self.hang_up_live("maximum call length");
+            self.hang_up_live("max_call");
             return; // ensure_call places a new one if viewers remain
         }
         if !self.viewers.is_empty() && l.last_packet + s.no_rtp_timeout <= now {
-            self.hang_up_live("no RTP from the intercom");
+            self.hang_up_live("no_rtp");
         }
     }
 
     fn on_tick(&mut self) {
+        if let Some(l) = &self.live {
+            self.status.srtp_failures = self.srtp_failures_done + l.call.stats().srtp_failures();
+        }
         let fps = self.frames_since_tick;
         self.frames_since_tick = 0;
         self.status.fps = (self.live.is_some() && fps > 0).then_some(fps as f32);

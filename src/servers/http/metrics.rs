@@ -42,6 +42,35 @@ pub fn render(shared: &Shared) -> String {
         "View calls placed by the hub.",
         &|i| statuses[i].calls_started as f64,
     );
+    family(
+        &mut o,
+        "c300x_calls_ended_total",
+        "counter",
+        "Calls ended, by reason (linger, no_rtp, max_call, remote_bye, privacy, ...).",
+    );
+    for s in &statuses {
+        for (reason, n) in &s.calls_ended {
+            let _ = writeln!(
+                o,
+                "c300x_calls_ended_total{{panel=\"{}\",reason=\"{reason}\"}} {n}",
+                label(&s.panel)
+            );
+        }
+    }
+    per_panel(
+        &mut o,
+        "c300x_call_seconds_total",
+        "counter",
+        "Seconds of calls that have ended.",
+        &|i| statuses[i].call_seconds,
+    );
+    per_panel(
+        &mut o,
+        "c300x_srtp_auth_failures_total",
+        "counter",
+        "SRTP/SRTCP packets from the intercom that failed authentication.",
+        &|i| statuses[i].srtp_failures as f64,
+    );
     per_panel(
         &mut o,
         "c300x_frames_in_total",

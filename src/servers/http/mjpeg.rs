@@ -1,5 +1,5 @@
 //! `GET /api/<panel>/mjpeg`: `multipart/x-mixed-replace` JPEG parts from the shared feed
-//! (streaming.md §7); `?fps=<n>` caps this client's rate. Each open connection is a viewer.
+//! (streaming.md §7); `mjpeg_fps` caps the rate, `?fps=<n>` this client's. Each open connection is a viewer.
 //! The body is written into an in-memory pipe; a closed connection breaks it and ends the writer.
 
 use std::sync::Arc;
@@ -78,7 +78,11 @@ pub async fn mjpeg(
             )));
         }
         Some(f) => Duration::from_secs_f32(1.0 / f),
-        None => Duration::ZERO,
+        // The configured cap (mjpeg_fps), or the camera's own rate.
+        None => match shared.state.config.mjpeg_fps {
+            0 => Duration::ZERO,
+            f => Duration::from_secs_f32(1.0 / f32::from(f)),
+        },
     };
     if !p.hub.status().streaming_allowed {
         return Err(HubError::StreamingDisabled { panel }.into());

@@ -147,7 +147,7 @@ pub fn router(state: HttpState) -> Router {
         .map(|hub| PanelOutputs {
             hub: hub.clone(),
             hls: hls_session::HlsOutput::new(hub.clone(), state.config.start_timeout),
-            jpeg: jpeg_feed::JpegFeed::new(hub.clone(), crate::media::jpeg::DEFAULT_QUALITY),
+            jpeg: jpeg_feed::JpegFeed::new(hub.clone(), state.config.mjpeg_quality),
             keyframe_jpeg: Mutex::new(None),
         })
         .collect();

@@ -52,7 +52,7 @@ fn jpeg_response(jpeg: Bytes, source: &'static str, received: Option<SystemTime>
     resp
 }
 
-async fn keyframe_jpeg(p: &PanelOutputs) -> Option<(Bytes, SystemTime)> {
+async fn keyframe_jpeg(p: &PanelOutputs, quality: u8) -> Option<(Bytes, SystemTime)> {
     let kf = p.hub.last_keyframe()?;
     if let Ok(cache) = p.keyframe_jpeg.lock()
         && let Some((pts, jpeg)) = cache.as_ref()
@@ -62,8 +62,7 @@ async fn keyframe_jpeg(p: &PanelOutputs) -> Option<(Bytes, SystemTime)> {
     }
     let annexb = kf.au.to_annexb();
     let decoded =
-        tokio::task::spawn_blocking(move || jpeg::keyframe_to_jpeg(&annexb, jpeg::DEFAULT_QUALITY))
-            .await;
+        tokio::task::spawn_blocking(move || jpeg::keyframe_to_jpeg(&annexb, quality)).await;
     match decoded {
         Ok(Ok(jpeg)) => {
             if let Ok(mut cache) = p.keyframe_jpeg.lock() {
@@ -132,7 +131,7 @@ pub async fn snapshot(
     if let Some(pic) = p.jpeg.latest() {
         return Ok(jpeg_response(pic.jpeg.clone(), "live", Some(pic.received)));
     }
-    if let Some((jpeg, received)) = keyframe_jpeg(p).await {
+    if let Some((jpeg, received)) = keyframe_jpeg(p, shared.state.config.mjpeg_quality).await {
         return Ok(jpeg_response(jpeg, "keyframe", Some(received)));
     }
     Ok(jpeg_response(

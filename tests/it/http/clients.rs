@@ -3,6 +3,7 @@
 //! headless Chromium playing the status page. Each ends with the call gone once clients leave.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -143,6 +144,39 @@ fn take_parts(buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
         buf.drain(..start + len + 2);
     }
     parts
+}
+
+/// `mjpeg_fps` caps the stream: at 2 fps a 10 fps camera gives about 2 parts a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mjpeg_fps_option_caps_the_rate() {
+    let mut rig = rig(44260, None, None).await;
+    Arc::make_mut(&mut rig.state.config).mjpeg_fps = 2;
+    let addr = serve(rig.state.clone(), rig.stop.clone()).await;
+    let mut resp = http_get(addr, "/api/doorbell/mjpeg").await;
+    assert_eq!(resp.status, 200);
+    let (mut buf, mut parts) = (Vec::new(), 0usize);
+    // Wait for the first part, then count for 3 s.
+    while parts == 0 {
+        let piece = tokio::time::timeout(Duration::from_secs(10), resp.next())
+            .await
+            .expect("first part")
+            .expect("open");
+        buf.extend_from_slice(&piece);
+        parts += take_parts(&mut buf).len();
+    }
+    let (start, mut counted) = (Instant::now(), 0usize);
+    while start.elapsed() < Duration::from_secs(3) {
+        if let Ok(Some(piece)) = tokio::time::timeout(Duration::from_millis(500), resp.next()).await
+        {
+            buf.extend_from_slice(&piece);
+            counted += take_parts(&mut buf).len();
+        }
+    }
+    assert!(
+        (4..=8).contains(&counted),
+        "{counted} parts in 3 s at mjpeg_fps 2"
+    );
+    rig.stop.cancel();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -305,6 +305,9 @@ async fn page_assets_metrics_and_ingress_base() {
         "c300x_unlocks_total 0",
         "c300x_unlock_failures_total 0",
         "c300x_frames_dropped_total{panel=\"doorbell\"} 0",
+        "c300x_call_seconds_total{panel=\"doorbell\"} 0",
+        "c300x_srtp_auth_failures_total{panel=\"doorbell\"} 0",
+        "# TYPE c300x_calls_ended_total counter",
     ] {
         assert!(m.lines().any(|l| l == line), "missing `{line}` in\n{m}");
     }
