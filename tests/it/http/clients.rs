@@ -3,8 +3,8 @@
 //! headless Chromium playing the status page. Each ends with the call gone once clients leave.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use c300x_bridge::media::hub::ViewerKind;
