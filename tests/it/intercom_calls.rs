@@ -7,7 +7,7 @@ use std::time::Duration;
 use c300x_bridge::config::{Config, Lock};
 use c300x_bridge::intercom::check::{self, Status};
 use c300x_bridge::intercom::media::{MediaKind, MediaPacket};
-use c300x_bridge::intercom::sip::{RegistrationState, RingEvent};
+use c300x_bridge::intercom::sip::RingEvent;
 use c300x_bridge::intercom::{Intercom, IntercomError};
 use c300x_bridge::proto::h264::{self, SpsInfo};
 use c300x_bridge::sim::{RingState, SimConfig, SimStats, Simulator};
@@ -33,14 +33,7 @@ pub async fn bridge(sim: &Simulator, rtp_base: u16) -> (Intercom, CancellationTo
     let intercom = Intercom::start(&config_for(sim, rtp_base), stop.clone())
         .await
         .expect("intercom starts");
-    let mut reg = intercom.sip().registration();
-    tokio::time::timeout(
-        T,
-        reg.wait_for(|s| matches!(s, RegistrationState::Registered { .. })),
-    )
-    .await
-    .expect("registered in time")
-    .expect("agent alive");
+    crate::intercom_sip::registered(intercom.sip()).await;
     (intercom, stop)
 }
 

@@ -32,17 +32,34 @@ fn settings(sim: &Simulator) -> SipSettings {
     s
 }
 
-async fn registered(h: &SipHandle) -> RegistrationState {
+/// Waits until the agent's registration state satisfies `want`; fails the test naming `what`.
+async fn reaches(
+    h: &SipHandle,
+    what: &str,
+    want: impl Fn(&RegistrationState) -> bool,
+) -> RegistrationState {
     let mut rx = h.registration();
-    let r = tokio::time::timeout(
-        T,
-        rx.wait_for(|s| matches!(s, RegistrationState::Registered { .. })),
-    )
-    .await
-    .is_ok();
+    let r = tokio::time::timeout(T, rx.wait_for(|s| want(s)))
+        .await
+        .is_ok();
     let state = rx.borrow().clone();
-    assert!(r, "not registered: {state:?}");
+    assert!(r, "not {what}: {state:?}");
     state
+}
+
+/// Waits until the agent is registered (used by every test that needs a working bridge).
+pub async fn registered(h: &SipHandle) -> RegistrationState {
+    reaches(h, "registered", |s| {
+        matches!(s, RegistrationState::Registered { .. })
+    })
+    .await
+}
+
+async fn failed(h: &SipHandle) -> RegistrationState {
+    reaches(h, "failed", |s| {
+        matches!(s, RegistrationState::Failed { .. })
+    })
+    .await
 }
 
 async fn start(s: SipSettings) -> SipHandle {
@@ -99,14 +116,7 @@ async fn digest_with_right_password_registers_and_wrong_one_fails() {
 
     s.password = Some("wrong".to_owned());
     let h = sip::start(s, CancellationToken::new());
-    let mut rx = h.registration();
-    let r = tokio::time::timeout(
-        T,
-        rx.wait_for(|s| matches!(s, RegistrationState::Failed { .. })),
-    )
-    .await
-    .is_ok();
-    assert!(r, "{:?}", rx.borrow().clone());
+    failed(&h).await;
     h.shutdown().await;
 }
 
@@ -430,14 +440,7 @@ async fn garbage_from_the_peer_never_crashes() {
     s.request_timeout = Duration::from_millis(500);
     s.backoff = vec![Duration::from_millis(100)];
     let h = sip::start(s, CancellationToken::new());
-    let mut rx = h.registration();
-    let r = tokio::time::timeout(
-        T,
-        rx.wait_for(|s| matches!(s, RegistrationState::Failed { .. })),
-    )
-    .await
-    .is_ok();
-    assert!(r);
+    failed(&h).await;
     assert!(matches!(
         h.options().await,
         Err(SipError::NotConnected | SipError::Timeout { .. } | SipError::Stack { .. })

@@ -57,14 +57,7 @@ async fn malformed_datagrams_do_not_disturb_a_udp_bridge() {
     };
     let stop = CancellationToken::new();
     let intercom = Intercom::start(&cfg, stop.clone()).await.expect("start");
-    let mut reg = intercom.sip().registration();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        reg.wait_for(|s| matches!(s, RegistrationState::Registered { .. })),
-    )
-    .await
-    .expect("registered")
-    .expect("watch");
+    crate::intercom_sip::registered(intercom.sip()).await;
     let bridge_addr = sim.registrations().await.expect("list")[0].source;
     let attacker = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
