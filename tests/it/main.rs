@@ -12,6 +12,7 @@ mod malformed_sip;
 mod mqtt;
 mod rtsp;
 mod sim_media;
+mod sim_ring;
 mod sim_sip;
 mod sip_peer;
 mod transcode;
