@@ -1,6 +1,7 @@
-//! Fragmented MP4 (ISO/IEC 14496-12, CMAF-style) for HLS: the init segment (`ftyp` + `moov` with
-//! `avc1`/`avcC` and `mp4a`/`esds`) and media fragments (`moof` + `mdat`, one `traf` per track).
-//! Pure bytes out; which frames go into which fragment is the caller's business (streaming.md §6).
+//! Fragmented MP4 (ISO/IEC 14496-12, CMAF-style) for HLS and ring clips: the init segment (`ftyp`
+//! + `moov` with `avc1`/`avcC` and `mp4a`/`esds`; for a finished file also the durations and
+//! `mehd`) and media fragments (`moof` + `mdat`, one `traf` per track). Pure bytes out; which
+//! frames go into which fragment is the caller's business (streaming.md §6).
 
 /// Track ids used in every init segment and fragment.
 pub const VIDEO_TRACK: u32 = 1;
@@ -91,8 +92,39 @@ fn matrix(out: &mut Vec<u8>) {
     }
 }
 
-/// `ftyp` + `moov` for the video track and, when given, the audio track.
+/// How long a finished fragmented file lasts: written into `mvhd`, `tkhd`, `mdhd` and `mehd`
+/// (§8.8.2) so players and ffprobe know the duration without reading every fragment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Durations {
+    /// Video duration in 90 kHz ticks.
+    pub video_90k: u64,
+    /// Audio duration in samples at the audio track's rate.
+    pub audio_samples: u64,
+}
+
+/// Movie timescale (`mvhd`, `tkhd`, `mehd`): milliseconds.
+const MOVIE_TIMESCALE: u64 = 1000;
+
+/// `ftyp` + `moov` for the video track and, when given, the audio track (live: no durations).
 pub fn init_segment(video: &VideoTrack, audio: Option<&AudioTrack>) -> Result<Vec<u8>, Fmp4Error> {
+    init_segment_with(video, audio, None)
+}
+
+/// `init_segment` for a file: with `durations` (64-bit fields, so a placeholder written first can
+/// be overwritten in place by the final values: the length depends only on the tracks).
+pub fn init_segment_with_durations(
+    video: &VideoTrack,
+    audio: Option<&AudioTrack>,
+    durations: Durations,
+) -> Result<Vec<u8>, Fmp4Error> {
+    init_segment_with(video, audio, Some(durations))
+}
+
+fn init_segment_with(
+    video: &VideoTrack,
+    audio: Option<&AudioTrack>,
+    durations: Option<Durations>,
+) -> Result<Vec<u8>, Fmp4Error> {
     if video.sps.len() < 4 {
         return Err(Fmp4Error::ShortSps(video.sps.len()));
     }
@@ -117,12 +149,22 @@ pub fn init_segment(video: &VideoTrack, audio: Option<&AudioTrack>) -> Result<Ve
             o.extend_from_slice(brand);
         }
     });
+    // Track durations in the movie timescale, and the movie's (the longer track).
+    let ms = |ticks: u64, rate: u64| ticks.saturating_mul(MOVIE_TIMESCALE) / rate.max(1);
+    let video_ms = durations.map(|d| ms(d.video_90k, u64::from(VIDEO_TIMESCALE)));
+    let audio_ms = match (durations, audio) {
+        (Some(d), Some(a)) => Some(ms(d.audio_samples, u64::from(a.sample_rate))),
+        _ => None,
+    };
+    let movie_ms = video_ms.map(|v| v.max(audio_ms.unwrap_or(0)));
     mp4_box(&mut out, b"moov", |o| {
-        full_box(o, b"mvhd", 0, 0, |o| {
-            u32be(o, 0); // creation
-            u32be(o, 0); // modification
-            u32be(o, 1000); // timescale
-            u32be(o, 0); // duration
+        full_box(o, b"mvhd", u8::from(durations.is_some()), 0, |o| {
+            time_fields(
+                o,
+                durations.is_some(),
+                MOVIE_TIMESCALE as u32,
+                movie_ms.unwrap_or(0),
+            );
             u32be(o, 0x0001_0000); // rate 1.0
             u16be(o, 0x0100); // volume 1.0
             o.extend_from_slice(&[0; 10]);
@@ -130,11 +172,17 @@ pub fn init_segment(video: &VideoTrack, audio: Option<&AudioTrack>) -> Result<Ve
             o.extend_from_slice(&[0; 24]); // pre_defined
             u32be(o, AUDIO_TRACK + 1); // next_track_ID
         });
-        video_trak(o, video);
+        video_trak(o, video, video_ms.zip(durations.map(|d| d.video_90k)));
         if let Some(a) = audio {
-            audio_trak(o, a);
+            audio_trak(o, a, audio_ms.zip(durations.map(|d| d.audio_samples)));
         }
         mp4_box(o, b"mvex", |o| {
+            if let Some(total) = movie_ms {
+                // Movie extends header: the whole file's duration, movie timescale.
+                full_box(o, b"mehd", 1, 0, |o| {
+                    o.extend_from_slice(&total.to_be_bytes())
+                });
+            }
             let mut tracks = vec![VIDEO_TRACK];
             if audio.is_some() {
                 tracks.push(AUDIO_TRACK);
@@ -153,13 +201,38 @@ pub fn init_segment(video: &VideoTrack, audio: Option<&AudioTrack>) -> Result<Ve
     Ok(out)
 }
 
-fn tkhd(o: &mut Vec<u8>, id: u32, audio: bool, width: u32, height: u32) {
-    full_box(o, b"tkhd", 0, 0x3, |o| {
-        u32be(o, 0);
-        u32be(o, 0);
-        u32be(o, id);
-        u32be(o, 0); // reserved
-        u32be(o, 0); // duration
+/// creation, modification, [track id, reserved,] timescale-or-not, duration: version 1 (64-bit
+/// times) when the file carries durations, so the length never depends on their values.
+fn time_fields(o: &mut Vec<u8>, wide: bool, timescale: u32, duration: u64) {
+    if wide {
+        o.extend_from_slice(&[0; 16]);
+        u32be(o, timescale);
+        o.extend_from_slice(&duration.to_be_bytes());
+    } else {
+        o.extend_from_slice(&[0; 8]);
+        u32be(o, timescale);
+        u32be(o, u32::try_from(duration).unwrap_or(u32::MAX));
+    }
+}
+
+/// `duration`: in the movie timescale, for a file (`None` live).
+fn tkhd(o: &mut Vec<u8>, id: u32, audio: bool, (width, height): (u32, u32), duration: Option<u64>) {
+    full_box(o, b"tkhd", u8::from(duration.is_some()), 0x3, |o| {
+        match duration {
+            Some(d) => {
+                o.extend_from_slice(&[0; 16]);
+                u32be(o, id);
+                u32be(o, 0); // reserved
+                o.extend_from_slice(&d.to_be_bytes());
+            }
+            None => {
+                u32be(o, 0);
+                u32be(o, 0);
+                u32be(o, id);
+                u32be(o, 0); // reserved
+                u32be(o, 0); // duration
+            }
+        }
         o.extend_from_slice(&[0; 8]);
         u16be(o, 0); // layer
         u16be(o, 0); // alternate_group
@@ -171,12 +244,16 @@ fn tkhd(o: &mut Vec<u8>, id: u32, audio: bool, width: u32, height: u32) {
     });
 }
 
-fn mdhd_hdlr(o: &mut Vec<u8>, timescale: u32, handler: &[u8; 4], name: &str) {
-    full_box(o, b"mdhd", 0, 0, |o| {
-        u32be(o, 0);
-        u32be(o, 0);
-        u32be(o, timescale);
-        u32be(o, 0);
+/// `duration`: in the track's timescale, for a file (`None` live).
+fn mdhd_hdlr(
+    o: &mut Vec<u8>,
+    timescale: u32,
+    duration: Option<u64>,
+    handler: &[u8; 4],
+    name: &str,
+) {
+    full_box(o, b"mdhd", u8::from(duration.is_some()), 0, |o| {
+        time_fields(o, duration.is_some(), timescale, duration.unwrap_or(0));
         u16be(o, 0x55c4); // "und"
         u16be(o, 0);
     });
@@ -212,11 +289,24 @@ fn dinf_stbl(o: &mut Vec<u8>, entry: impl FnOnce(&mut Vec<u8>)) {
     });
 }
 
-fn video_trak(o: &mut Vec<u8>, v: &VideoTrack) {
+/// `duration`: (movie timescale, track timescale) for a file.
+fn video_trak(o: &mut Vec<u8>, v: &VideoTrack, duration: Option<(u64, u64)>) {
     mp4_box(o, b"trak", |o| {
-        tkhd(o, VIDEO_TRACK, false, v.width, v.height);
+        tkhd(
+            o,
+            VIDEO_TRACK,
+            false,
+            (v.width, v.height),
+            duration.map(|d| d.0),
+        );
         mp4_box(o, b"mdia", |o| {
-            mdhd_hdlr(o, VIDEO_TIMESCALE, b"vide", "VideoHandler");
+            mdhd_hdlr(
+                o,
+                VIDEO_TIMESCALE,
+                duration.map(|d| d.1),
+                b"vide",
+                "VideoHandler",
+            );
             mp4_box(o, b"minf", |o| {
                 full_box(o, b"vmhd", 0, 1, |o| o.extend_from_slice(&[0; 8]));
                 dinf_stbl(o, |o| {
@@ -257,11 +347,18 @@ fn descriptor(o: &mut Vec<u8>, tag: u8, body: impl FnOnce(&mut Vec<u8>)) {
     o[at] = (o.len() - at - 1).min(127) as u8;
 }
 
-fn audio_trak(o: &mut Vec<u8>, a: &AudioTrack) {
+/// `duration`: (movie timescale, track timescale) for a file.
+fn audio_trak(o: &mut Vec<u8>, a: &AudioTrack, duration: Option<(u64, u64)>) {
     mp4_box(o, b"trak", |o| {
-        tkhd(o, AUDIO_TRACK, true, 0, 0);
+        tkhd(o, AUDIO_TRACK, true, (0, 0), duration.map(|d| d.0));
         mp4_box(o, b"mdia", |o| {
-            mdhd_hdlr(o, a.sample_rate, b"soun", "SoundHandler");
+            mdhd_hdlr(
+                o,
+                a.sample_rate,
+                duration.map(|d| d.1),
+                b"soun",
+                "SoundHandler",
+            );
             mp4_box(o, b"minf", |o| {
                 full_box(o, b"smhd", 0, 0, |o| u32be(o, 0));
                 dinf_stbl(o, |o| {
@@ -401,6 +498,49 @@ mod tests {
         assert!(find(&[0x05, 0x02, 0x14, 0x08]).is_some(), "ASC in esds");
         let video_only = init_segment(&v, None).expect("init");
         assert_eq!(boxes(boxes(&video_only)[1].1).len(), 3);
+    }
+
+    #[test]
+    fn durations_go_in_fixed_width_fields_so_a_placeholder_can_be_overwritten() {
+        let v = VideoTrack {
+            sps: SPS,
+            pps: PPS,
+            width: 400,
+            height: 288,
+        };
+        let a = AudioTrack {
+            asc: &[0x14, 0x08],
+            sample_rate: 16_000,
+            channels: 1,
+        };
+        let zero = init_segment_with_durations(&v, Some(&a), Durations::default()).expect("init");
+        let done = init_segment_with_durations(
+            &v,
+            Some(&a),
+            Durations {
+                video_90k: 900_000,
+                audio_samples: 161_000,
+            },
+        )
+        .expect("init");
+        assert_eq!(zero.len(), done.len());
+        let find = |needle: &[u8]| done.windows(needle.len()).position(|w| w == needle);
+        // mehd v1: the longer track (audio, 10.0625 s) in ms.
+        let mehd = find(b"mehd").expect("mehd");
+        assert_eq!(done[mehd + 4], 1, "version 1");
+        assert_eq!(&done[mehd + 8..mehd + 16], &10_062u64.to_be_bytes());
+        // mvhd v1 duration after 16 bytes of times and the timescale.
+        let mvhd = find(b"mvhd").expect("mvhd");
+        assert_eq!(&done[mvhd + 24..mvhd + 28], &1000u32.to_be_bytes());
+        assert_eq!(&done[mvhd + 28..mvhd + 36], &10_062u64.to_be_bytes());
+        // The video mdhd in 90 kHz ticks.
+        let mdhd = find(b"mdhd").expect("mdhd");
+        assert_eq!(&done[mdhd + 24..mdhd + 28], &90_000u32.to_be_bytes());
+        assert_eq!(&done[mdhd + 28..mdhd + 36], &900_000u64.to_be_bytes());
+        // The live init is unchanged: no mehd, version 0 boxes.
+        let live = init_segment(&v, Some(&a)).expect("init");
+        assert!(!live.windows(4).any(|w| w == b"mehd"));
+        assert!(live.len() < done.len());
     }
 
     #[test]

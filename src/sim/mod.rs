@@ -2,6 +2,7 @@
 //! c300x-protocol.md including its quirks. Used by the tests, the benchmarks and `demo`.
 //! `Simulator` is the handle: start it on port 0, read `stats()`, flip `faults()`, `ring()`.
 
+pub mod frames;
 pub mod media;
 pub mod sdp;
 pub mod sip;

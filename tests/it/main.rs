@@ -3,6 +3,7 @@
 mod addon;
 mod cli;
 mod depacketizer_sim;
+mod doorbell;
 mod http;
 mod hub;
 mod intercom_calls;
