@@ -1,6 +1,7 @@
 //! Integration tests (one binary): real sockets on 127.0.0.1, real peers.
 
 mod addon;
+mod blueprints;
 mod cli;
 mod depacketizer_sim;
 mod doorbell;
