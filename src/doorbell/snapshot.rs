@@ -42,10 +42,10 @@ impl SnapshotPicker {
         for nal in &au.nals {
             match nal_type(nal) {
                 NAL_SPS => {
-                    if let Some(id) = first_ue(nal, 3) {
-                        if !self.sps.contains(&id) {
-                            self.sps.push(id);
-                        }
+                    if let Some(id) = first_ue(nal, 3)
+                        && !self.sps.contains(&id)
+                    {
+                        self.sps.push(id);
                     }
                 }
                 NAL_PPS => {

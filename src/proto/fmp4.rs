@@ -1,6 +1,6 @@
-//! Fragmented MP4 (ISO/IEC 14496-12, CMAF-style) for HLS and ring clips: the init segment (`ftyp`
-//! + `moov` with `avc1`/`avcC` and `mp4a`/`esds`; for a finished file also the durations and
-//! `mehd`) and media fragments (`moof` + `mdat`, one `traf` per track). Pure bytes out; which
+//! Fragmented MP4 (ISO/IEC 14496-12, CMAF-style) for HLS and ring clips: the init segment
+//! (`ftyp`, `moov` with `avc1`/`avcC` and `mp4a`/`esds`; for a finished file also the durations
+//! and `mehd`) and media fragments (`moof` + `mdat`, one `traf` per track). Pure bytes out; which
 //! frames go into which fragment is the caller's business (streaming.md §6).
 
 /// Track ids used in every init segment and fragment.

@@ -32,7 +32,7 @@ enum ClipState {
     Off,
     /// Waiting for the first keyframe to learn the tracks.
     Waiting,
-    Writing(ClipWriter<BufWriter<File>>),
+    Writing(Box<ClipWriter<BufWriter<File>>>),
     Done,
 }
 
@@ -103,7 +103,7 @@ impl RingJob {
             && v.au.keyframe
         {
             match self.open_clip(&v.au) {
-                Ok(writer) => self.clip = ClipState::Writing(writer),
+                Ok(writer) => self.clip = ClipState::Writing(Box::new(writer)),
                 Err(e) => {
                     self.clip = ClipState::Off;
                     out.push(Output::Problem(e));
