@@ -15,6 +15,7 @@ mod mqtt;
 mod rtsp;
 mod sim_media;
 mod sim_ring;
+mod sim_ringer;
 mod sim_sip;
 mod sip_peer;
 mod transcode;

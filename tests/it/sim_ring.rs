@@ -1,8 +1,8 @@
 //! The simulator's doorbell extras over real sockets, with hand-driven SIP peers standing in for
 //! the bridge and a phone: early media after a 183 with SDP (keys per c300x-protocol.md §4.3,
 //! other forks keep ringing, stop on CANCEL / 200 elsewhere), the answered call keeping the
-//! stream and counting our audio, the refuse-early-media fault, several panels (DEVADDR in the
-//! ring, one picture per panel, view calls per DEVADDR) and the ringer OWN frames.
+//! stream and counting our audio, the refuse-early-media fault, and several panels (DEVADDR in the
+//! ring, one picture per panel, view calls per DEVADDR). The ringer frames: `sim_ringer.rs`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -23,13 +23,13 @@ use crate::sip_peer::{Peer, view_offer};
 
 const T: Duration = Duration::from_secs(5);
 
-async fn sim_with(f: impl FnOnce(&mut SimConfig)) -> Simulator {
+pub async fn sim_with(f: impl FnOnce(&mut SimConfig)) -> Simulator {
     let mut cfg = SimConfig::default();
     f(&mut cfg);
     Simulator::start(cfg).await.expect("simulator starts")
 }
 
-async fn registered(sim: &Simulator, user: &str) -> Peer {
+pub async fn registered(sim: &Simulator, user: &str) -> Peer {
     let mut p = Peer::tcp(sim.sip_addr(), user).await;
     let reg = p.register(300);
     p.send(&reg).await;
@@ -547,65 +547,4 @@ async fn sim_several_panels_say_which_rang_and_draw_their_names() {
             bridge.send(&ack).await;
         }
     }
-}
-
-/// The next MESSAGE the unit sends us, answered 200; its body.
-async fn message_to_us(p: &mut Peer, wait: Duration) -> Option<String> {
-    let (_, m) = p
-        .recv_until(wait, |m| m.method() == Some("MESSAGE"))
-        .await?;
-    p.send(&p.answer(&m, 200, "OK", None)).await;
-    Some(String::from_utf8_lossy(&m.body).into_owned())
-}
-
-async fn own(p: &mut Peer, body: &str) {
-    let m = p.out_of_dialog(
-        "MESSAGE",
-        &format!("own-{}", rand::random::<u32>()),
-        "text/plain",
-        body,
-    );
-    p.send(&m).await;
-    let (_, res) = p
-        .final_response(m.cseq().0)
-        .await
-        .expect("MESSAGE answered");
-    assert_eq!(res.code(), Some(200));
-}
-
-#[tokio::test]
-async fn sim_ringer_frames_mute_unmute_and_report_like_local_own() {
-    let sim = sim_with(|_| {}).await;
-    let mut p = registered(&sim, "bridge").await;
-    own(&mut p, "*#8**33##").await;
-    assert_eq!(
-        message_to_us(&mut p, T).await.as_deref(),
-        Some("*#8**33*1##")
-    );
-    own(&mut p, "*#8**#33*0##").await;
-    assert!(sim.stats().ringer_muted());
-    own(&mut p, "*#8**33##").await;
-    assert_eq!(
-        message_to_us(&mut p, T).await.as_deref(),
-        Some("*#8**33*0##")
-    );
-    // Someone unmutes it on the unit itself: the next query says so.
-    sim.stats().ringer_muted.store(false, Ordering::SeqCst);
-    own(&mut p, "*#8**33##").await;
-    assert_eq!(
-        message_to_us(&mut p, T).await.as_deref(),
-        Some("*#8**33*1##")
-    );
-    // A unit that ignores ringer frames over SIP: 200, no change, no reply.
-    sim.faults().ringer_no_reply.store(true, Ordering::SeqCst);
-    own(&mut p, "*#8**#33*0##").await;
-    own(&mut p, "*#8**33##").await;
-    assert!(!sim.stats().ringer_muted());
-    assert!(
-        message_to_us(&mut p, Duration::from_millis(500))
-            .await
-            .is_none()
-    );
-    let bodies = sim.stats().message_bodies();
-    assert_eq!(bodies.iter().filter(|b| b.contains("33")).count(), 6);
 }
