@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use c300x_bridge::app;
 use c300x_bridge::config::{self, Config, Sources};
-use c300x_bridge::sim::{SimConfig, Simulator};
+use c300x_bridge::sim::{SimConfig, SimPanel, Simulator};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -102,9 +102,27 @@ struct SimArgs {
     /// Hang up a call after this many seconds without RTP from the bridge.
     #[arg(long, default_value_t = 30)]
     no_rtp_timeout: u64,
-    /// Press the doorbell of panel 20 every N seconds (0 = never).
+    /// Press the doorbell every N seconds (0 = never): panel 20, or each `--panel` in turn.
     #[arg(long, default_value_t = 0)]
     ring_every: u64,
+    /// An entrance panel, `name=devaddr` (repeat for several): its name is drawn into its
+    /// picture, and with two or more each ring says which panel rang (`a=DEVADDR` in its SDP).
+    #[arg(long = "panel", value_name = "NAME=DEVADDR", value_parser = parse_sim_panel)]
+    panels: Vec<SimPanel>,
+}
+
+fn parse_sim_panel(text: &str) -> Result<SimPanel, String> {
+    let (name, devaddr) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}`: expected NAME=DEVADDR, e.g. front=20"))?;
+    let devaddr = devaddr
+        .trim()
+        .parse::<u8>()
+        .map_err(|_| format!("`{text}`: DEVADDR must be a number from 0 to 255"))?;
+    if name.trim().is_empty() {
+        return Err(format!("`{text}`: the name is empty"));
+    }
+    Ok(SimPanel::new(name.trim(), devaddr))
 }
 
 fn main() -> ExitCode {
@@ -272,7 +290,16 @@ async fn check(cfg: Config, args: CheckArgs) -> anyhow::Result<()> {
 }
 
 async fn demo(mut cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let sim = Simulator::start(SimConfig::default()).await?;
+    // The simulated installation has the configured panels, each drawing its name.
+    let sim = Simulator::start(SimConfig {
+        panels: cfg
+            .panels
+            .iter()
+            .map(|p| SimPanel::new(&p.name, p.devaddr))
+            .collect(),
+        ..SimConfig::default()
+    })
+    .await?;
     let addr = sim.sip_addr();
     cfg.intercom_host = Some(addr.ip().to_string());
     cfg.intercom_sip_port = addr.port();
@@ -311,8 +338,15 @@ async fn sim(args: SimArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
         bind: SocketAddr::new(args.bind, args.sip_port),
         answer_delay: Duration::from_millis(args.answer_delay_ms),
         no_rtp_timeout: Duration::from_secs(args.no_rtp_timeout.max(1)),
+        panels: args.panels.clone(),
         ..SimConfig::default()
     };
+    let ring_order: Vec<u8> = if args.panels.is_empty() {
+        vec![20]
+    } else {
+        args.panels.iter().map(|p| p.devaddr).collect()
+    };
+    let mut rings = 0usize;
     let sim = Simulator::start(cfg).await?;
     println!(
         "C300X simulator: SIP over TCP and UDP at sip:{} (domain {})",
@@ -330,8 +364,10 @@ async fn sim(args: SimArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = async { if let Some(t) = ticker.as_mut() { t.tick().await; } else { std::future::pending::<()>().await } } => {
-                match sim.ring(20).await {
-                    Ok(r) => println!("ring: INVITE to alluser sent to {} contact(s)", r.forks),
+                let devaddr = ring_order[rings % ring_order.len()];
+                rings += 1;
+                match sim.ring(devaddr).await {
+                    Ok(r) => println!("ring (panel {devaddr}): INVITE to alluser sent to {} contact(s)", r.forks),
                     Err(e) => println!("ring: {e}"),
                 }
             }

@@ -3,6 +3,7 @@
 //! `raw`, typing and checking each key in `validate`, printing in `print`. Nothing here opens sockets
 //! or checks that hosts are reachable; "required for run" is `Config::require_intercom`.
 
+mod doorbell;
 mod print;
 mod raw;
 mod validate;
@@ -249,6 +250,22 @@ pub struct Config {
     pub mjpeg_fps: u8,
     /// JPEG quality (1–100) of MJPEG parts and snapshots.
     pub mjpeg_quality: u8,
+    /// Answer a ring with 183 + our SDP so the intercom streams a silent preview (never 200).
+    pub ring_preview: bool,
+    /// Without a preview, place a short view call for the ring's snapshot.
+    pub ring_snapshot_call: bool,
+    /// The SIP status a ring rejected from Home Assistant gets (403, 480, 486 or 603).
+    pub ring_reject_code: u16,
+    /// Keep each ring's JPEG (and clip) under `clip_dir/<panel>/`.
+    pub ring_history: bool,
+    /// Rings kept per panel (the oldest are deleted).
+    pub ring_history_keep: u32,
+    /// Rings older than this many days are deleted; 0 = no age limit.
+    pub ring_history_days: u32,
+    /// Length of the MP4 clip recorded at each ring; zero = no clip.
+    pub ring_clip: Duration,
+    /// Where ring pictures and clips go, one sub-folder per panel.
+    pub clip_dir: PathBuf,
     pub rtsp_port: u16,
     pub rtsp_user: Option<String>,
     pub rtsp_password: Option<Secret>,
@@ -290,6 +307,14 @@ impl Default for Config {
             audio_sample_rate: 16000,
             mjpeg_fps: 0,
             mjpeg_quality: 80,
+            ring_preview: true,
+            ring_snapshot_call: false,
+            ring_reject_code: 486,
+            ring_history: true,
+            ring_history_keep: 100,
+            ring_history_days: 30,
+            ring_clip: Duration::ZERO,
+            clip_dir: PathBuf::from("/media/c300x"),
             rtsp_port: 8554,
             rtsp_user: None,
             rtsp_password: None,
@@ -307,6 +332,9 @@ impl Default for Config {
 
 /// A lock's `pulse_ms` when the entry leaves it out.
 pub const DEFAULT_PULSE: Duration = Duration::from_millis(2000);
+
+/// The SIP statuses `ring_reject_code` may be: what the unit's reaction to each is, is unverified.
+pub const REJECT_CODES: [u16; 4] = [403, 480, 486, 603];
 
 impl Config {
     /// `run` needs to know where the intercom is: `intercom_host` and `sip_domain` must be set.
@@ -332,5 +360,11 @@ impl Config {
     /// every set password/token is shown as `********`.
     pub fn to_masked_yaml(&self) -> String {
         print::masked_yaml(self)
+    }
+
+    /// `ring_history_days` as an age; `None` when rings are kept whatever their age.
+    pub fn ring_history_max_age(&self) -> Option<Duration> {
+        (self.ring_history_days > 0)
+            .then(|| Duration::from_secs(u64::from(self.ring_history_days) * 86_400))
     }
 }

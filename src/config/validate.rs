@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::doorbell::{count, directory, reject_code};
 use super::raw::{self, Kind, Merged};
 use super::{
     Config, ConfigError, Lock, LogLevel, MASK, MqttUrl, Origin, Panel, Secret, SipTransport,
 };
 
 /// The part of an error message that says what is allowed.
-type Allowed = String;
+pub(super) type Allowed = String;
 
 pub(super) fn build(m: &Merged) -> Result<Config, ConfigError> {
     let d = Config::default();
@@ -46,6 +47,18 @@ pub(super) fn build(m: &Merged) -> Result<Config, ConfigError> {
         mjpeg_quality: field(m, "mjpeg_quality", d.mjpeg_quality, |v| {
             small(v, 1, 100, "a JPEG quality")
         })?,
+        ring_preview: field(m, "ring_preview", d.ring_preview, boolean)?,
+        ring_snapshot_call: field(m, "ring_snapshot_call", d.ring_snapshot_call, boolean)?,
+        ring_reject_code: field(m, "ring_reject_code", d.ring_reject_code, reject_code)?,
+        ring_history: field(m, "ring_history", d.ring_history, boolean)?,
+        ring_history_keep: field(m, "ring_history_keep", d.ring_history_keep, |v| {
+            count(v, 1, 10_000, "a number of rings")
+        })?,
+        ring_history_days: field(m, "ring_history_days", d.ring_history_days, |v| {
+            count(v, 0, 3650, "a number of days (0 = no age limit)")
+        })?,
+        ring_clip: field(m, "ring_clip_seconds", d.ring_clip, |v| seconds(v, 0, 300))?,
+        clip_dir: field(m, "clip_dir", d.clip_dir, directory)?,
         rtsp_port,
         rtsp_user: field(m, "rtsp_user", None, opt_text)?,
         rtsp_password: field(m, "rtsp_password", None, secret)?,
@@ -111,7 +124,7 @@ fn described(m: &Merged, key: &str, value: impl std::fmt::Display) -> String {
 // ---- scalars ----
 
 /// A whole number: a JSON/YAML integer, a float without fraction, or text holding one of those.
-fn whole(value: &Value) -> Option<i64> {
+pub(super) fn whole(value: &Value) -> Option<i64> {
     match value {
         Value::Number(n) => n
             .as_i64()
@@ -132,7 +145,7 @@ fn whole_f64(f: f64) -> Option<i64> {
     (f.fract() == 0.0 && f.abs() < 1e15).then_some(f as i64)
 }
 
-fn ranged(value: &Value, lo: i64, hi: i64, what: &str) -> Result<i64, Allowed> {
+pub(super) fn ranged(value: &Value, lo: i64, hi: i64, what: &str) -> Result<i64, Allowed> {
     match whole(value) {
         Some(n) if (lo..=hi).contains(&n) => Ok(n),
         _ => Err(format!("must be {what} from {lo} to {hi}")),
@@ -172,7 +185,7 @@ fn seconds(value: &Value, lo: i64, hi: i64) -> Result<Duration, Allowed> {
 }
 
 /// Text, accepting an integer or boolean as its text (YAML reads `sip_user: 123` as a number).
-fn text(value: &Value) -> Result<String, Allowed> {
+pub(super) fn text(value: &Value) -> Result<String, Allowed> {
     match value {
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),

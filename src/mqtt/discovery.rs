@@ -13,7 +13,8 @@ use crate::config::{Config, Lock, Panel};
 /// The device's name in HA; entity ids derive from it (`event.bticino_c300x_doorbell`).
 pub const DEVICE_NAME: &str = "BTicino C300X";
 /// HA's `event_types` for the doorbell: `ring` is required for doorbells from 2027.4 on.
-pub const EVENT_TYPES: [&str; 3] = ["ring", "answered", "missed"];
+/// `answered`: by us or elsewhere; `missed`: ended unanswered; `ended`: the answered call is over.
+pub const EVENT_TYPES: [&str; 4] = ["ring", "answered", "missed", "ended"];
 /// `binary_sensor` Ringing turns itself off after this long without news (a lost ring end).
 pub const RINGING_OFF_DELAY_S: u64 = 30;
 
@@ -102,8 +103,8 @@ pub fn entity_configs(cfg: &Config, topics: &Topics, site: &Site) -> Vec<EntityC
         out.push(b.snapshot_url(p));
     }
     out.push(b.last_ring());
-    // TODO(ring snapshot issue): an `image` entity "Last ring" (`image_topic`, `content_type:
-    // image/jpeg`, retained) once a snapshot is taken on ring; topic `<base>/last_ring_image`.
+    // The doorbell moment's entities (image "Last ring", per-panel Ringing and ring buttons,
+    // Indoor ringer) are built by `doorbell_entity_configs`; phase 2 of issue 16 publishes them.
     out
 }
 
@@ -346,5 +347,11 @@ pub fn rfc3339(at: SystemTime) -> String {
     crate::proto::rfc3339::format(at, crate::proto::rfc3339::Precision::Seconds)
 }
 
+mod doorbell;
 #[cfg(test)]
 mod tests;
+
+pub use doorbell::{
+    PANEL_RINGING_OFF_DELAY_S, RingEvent, doorbell_entity_configs, media_source_id, ring_event,
+    ring_snapshot_url, ringer_state,
+};

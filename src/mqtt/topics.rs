@@ -26,6 +26,41 @@ pub enum CommandTarget {
     Voicemail,
 }
 
+/// What the per-panel ring buttons do (issue 16; wired in phase 2, replacing `Button::Answer`
+/// and `Button::HangUp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingAction {
+    /// 200 with our SDP: take the pending ring (the other phones stop ringing).
+    Answer,
+    /// BYE on the answered (or previewed) call.
+    HangUp,
+    /// Refuse the pending ring (`ring_reject_code`, 486 by default).
+    Reject,
+}
+
+impl RingAction {
+    pub const ALL: [RingAction; 3] = [RingAction::Answer, RingAction::HangUp, RingAction::Reject];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            RingAction::Answer => "answer",
+            RingAction::HangUp => "hang_up",
+            RingAction::Reject => "reject",
+        }
+    }
+}
+
+/// What a doorbell command topic addresses (indexes into `Config::panels`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DoorbellCommand {
+    Ring {
+        panel: usize,
+        action: RingAction,
+    },
+    /// The indoor ringer switch (`ON` rings, `OFF` muted).
+    Ringer,
+}
+
 /// The device-level buttons.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Button {
@@ -181,6 +216,48 @@ impl Topics {
         format!("{}/last_ring", self.base)
     }
 
+    /// `ON` exactly while a ring of this panel is pending (retained).
+    pub fn panel_ringing(&self, panel: &str) -> String {
+        format!("{}/panel/{panel}/ringing", self.base)
+    }
+
+    /// The last ring's JPEG, raw bytes (retained: the last visitor stays visible).
+    pub fn ring_image(&self, panel: &str) -> String {
+        format!("{}/panel/{panel}/ring/image", self.base)
+    }
+
+    pub fn ring_button(&self, panel: &str, action: RingAction) -> String {
+        format!("{}/panel/{panel}/ring/{}/press", self.base, action.key())
+    }
+
+    /// The indoor ringer: `ON` (rings), `OFF` (muted), `None` (unknown: no reply).
+    pub fn ringer_state(&self) -> String {
+        format!("{}/ringer", self.base)
+    }
+
+    pub fn ringer_set(&self) -> String {
+        format!("{}/ringer/set", self.base)
+    }
+
+    /// The doorbell command topics of `cfg` with what they address.
+    pub fn doorbell_commands(&self, cfg: &Config) -> Vec<(String, DoorbellCommand)> {
+        let mut out: Vec<(String, DoorbellCommand)> = cfg
+            .panels
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| {
+                RingAction::ALL.map(|action| {
+                    (
+                        self.ring_button(&p.name, action),
+                        DoorbellCommand::Ring { panel: i, action },
+                    )
+                })
+            })
+            .collect();
+        out.push((self.ringer_set(), DoorbellCommand::Ringer));
+        out
+    }
+
     /// Every command topic of `cfg` with what it addresses: the only topics (besides
     /// `ha_status`) the bridge subscribes to.
     pub fn commands(&self, cfg: &Config) -> Vec<(String, CommandTarget)> {
@@ -249,5 +326,46 @@ mod tests {
             t.voicemail_state(),
         ];
         assert!(cmds.iter().all(|(c, _)| !states.contains(c)));
+    }
+
+    #[test]
+    fn doorbell_topics_per_panel() {
+        let t = Topics::new("homeassistant", "c300x", "1234567.bs.iotleg.com").expect("id");
+        assert_eq!(
+            t.ring_image("front"),
+            "c300x/1234567/panel/front/ring/image"
+        );
+        assert_eq!(
+            t.panel_ringing("front"),
+            "c300x/1234567/panel/front/ringing"
+        );
+        assert_eq!(
+            t.ring_button("gate", RingAction::Reject),
+            "c300x/1234567/panel/gate/ring/reject/press"
+        );
+        let mut cfg = Config {
+            sip_domain: Some("1234567.bs.iotleg.com".into()),
+            ..Config::default()
+        };
+        cfg.panels.push(crate::config::Panel {
+            name: "gate".into(),
+            devaddr: 21,
+        });
+        let cmds = t.doorbell_commands(&cfg);
+        assert_eq!(cmds.len(), 2 * 3 + 1);
+        assert!(cmds.contains(&(
+            "c300x/1234567/panel/gate/ring/answer/press".into(),
+            DoorbellCommand::Ring {
+                panel: 1,
+                action: RingAction::Answer
+            }
+        )));
+        assert!(cmds.contains(&("c300x/1234567/ringer/set".into(), DoorbellCommand::Ringer)));
+        // None of them collides with a state topic or an existing command topic.
+        let existing: Vec<String> = t.commands(&cfg).into_iter().map(|(c, _)| c).collect();
+        for (topic, _) in &cmds {
+            assert!(!existing.contains(topic), "{topic}");
+            assert_ne!(topic, &t.ringer_state());
+        }
     }
 }

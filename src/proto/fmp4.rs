@@ -1,6 +1,7 @@
-//! Fragmented MP4 (ISO/IEC 14496-12, CMAF-style) for HLS: the init segment (`ftyp` + `moov` with
-//! `avc1`/`avcC` and `mp4a`/`esds`) and media fragments (`moof` + `mdat`, one `traf` per track).
-//! Pure bytes out; which frames go into which fragment is the caller's business (streaming.md §6).
+//! Fragmented MP4 (ISO/IEC 14496-12, CMAF-style) for HLS and ring clips: the init segment
+//! (`ftyp`, `moov` with `avc1`/`avcC` and `mp4a`/`esds`; for a finished file also the durations
+//! and `mehd`) and media fragments (`moof` + `mdat`, one `traf` per track). Pure bytes out; which
+//! frames go into which fragment is the caller's business (streaming.md §6).
 
 /// Track ids used in every init segment and fragment.
 pub const VIDEO_TRACK: u32 = 1;
@@ -91,8 +92,39 @@ fn matrix(out: &mut Vec<u8>) {
     }
 }
 
-/// `ftyp` + `moov` for the video track and, when given, the audio track.
+/// How long a finished fragmented file lasts: written into `mvhd`, `tkhd`, `mdhd` and `mehd`
+/// (§8.8.2) so players and ffprobe know the duration without reading every fragment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Durations {
+    /// Video duration in 90 kHz ticks.
+    pub video_90k: u64,
+    /// Audio duration in samples at the audio track's rate.
+    pub audio_samples: u64,
+}
+
+/// Movie timescale (`mvhd`, `tkhd`, `mehd`): milliseconds.
+const MOVIE_TIMESCALE: u64 = 1000;
+
+/// `ftyp` + `moov` for the video track and, when given, the audio track (live: no durations).
 pub fn init_segment(video: &VideoTrack, audio: Option<&AudioTrack>) -> Result<Vec<u8>, Fmp4Error> {
+    init_segment_with(video, audio, None)
+}
+
+/// `init_segment` for a file: with `durations` (64-bit fields, so a placeholder written first can
+/// be overwritten in place by the final values: the length depends only on the tracks).
+pub fn init_segment_with_durations(
+    video: &VideoTrack,
+    audio: Option<&AudioTrack>,
+    durations: Durations,
+) -> Result<Vec<u8>, Fmp4Error> {
+    init_segment_with(video, audio, Some(durations))
+}
+
+fn init_segment_with(
+    video: &VideoTrack,
+    audio: Option<&AudioTrack>,
+    durations: Option<Durations>,
+) -> Result<Vec<u8>, Fmp4Error> {
     if video.sps.len() < 4 {
         return Err(Fmp4Error::ShortSps(video.sps.len()));
     }
@@ -117,12 +149,22 @@ pub fn init_segment(video: &VideoTrack, audio: Option<&AudioTrack>) -> Result<Ve
             o.extend_from_slice(brand);
         }
     });
+    // Track durations in the movie timescale, and the movie's (the longer track).
+    let ms = |ticks: u64, rate: u64| ticks.saturating_mul(MOVIE_TIMESCALE) / rate.max(1);
+    let video_ms = durations.map(|d| ms(d.video_90k, u64::from(VIDEO_TIMESCALE)));
+    let audio_ms = match (durations, audio) {
+        (Some(d), Some(a)) => Some(ms(d.audio_samples, u64::from(a.sample_rate))),
+        _ => None,
+    };
+    let movie_ms = video_ms.map(|v| v.max(audio_ms.unwrap_or(0)));
     mp4_box(&mut out, b"moov", |o| {
-        full_box(o, b"mvhd", 0, 0, |o| {
-            u32be(o, 0); // creation
-            u32be(o, 0); // modification
-            u32be(o, 1000); // timescale
-            u32be(o, 0); // duration
+        full_box(o, b"mvhd", u8::from(durations.is_some()), 0, |o| {
+            time_fields(
+                o,
+                durations.is_some(),
+                MOVIE_TIMESCALE as u32,
+                movie_ms.unwrap_or(0),
+            );
             u32be(o, 0x0001_0000); // rate 1.0
             u16be(o, 0x0100); // volume 1.0
             o.extend_from_slice(&[0; 10]);
@@ -130,11 +172,17 @@ pub fn init_segment(video: &VideoTrack, audio: Option<&AudioTrack>) -> Result<Ve
             o.extend_from_slice(&[0; 24]); // pre_defined
             u32be(o, AUDIO_TRACK + 1); // next_track_ID
         });
-        video_trak(o, video);
+        video_trak(o, video, video_ms.zip(durations.map(|d| d.video_90k)));
         if let Some(a) = audio {
-            audio_trak(o, a);
+            audio_trak(o, a, audio_ms.zip(durations.map(|d| d.audio_samples)));
         }
         mp4_box(o, b"mvex", |o| {
+            if let Some(total) = movie_ms {
+                // Movie extends header: the whole file's duration, movie timescale.
+                full_box(o, b"mehd", 1, 0, |o| {
+                    o.extend_from_slice(&total.to_be_bytes())
+                });
+            }
             let mut tracks = vec![VIDEO_TRACK];
             if audio.is_some() {
                 tracks.push(AUDIO_TRACK);
@@ -153,13 +201,38 @@ pub fn init_segment(video: &VideoTrack, audio: Option<&AudioTrack>) -> Result<Ve
     Ok(out)
 }
 
-fn tkhd(o: &mut Vec<u8>, id: u32, audio: bool, width: u32, height: u32) {
-    full_box(o, b"tkhd", 0, 0x3, |o| {
-        u32be(o, 0);
-        u32be(o, 0);
-        u32be(o, id);
-        u32be(o, 0); // reserved
-        u32be(o, 0); // duration
+/// creation, modification, [track id, reserved,] timescale-or-not, duration: version 1 (64-bit
+/// times) when the file carries durations, so the length never depends on their values.
+fn time_fields(o: &mut Vec<u8>, wide: bool, timescale: u32, duration: u64) {
+    if wide {
+        o.extend_from_slice(&[0; 16]);
+        u32be(o, timescale);
+        o.extend_from_slice(&duration.to_be_bytes());
+    } else {
+        o.extend_from_slice(&[0; 8]);
+        u32be(o, timescale);
+        u32be(o, u32::try_from(duration).unwrap_or(u32::MAX));
+    }
+}
+
+/// `duration`: in the movie timescale, for a file (`None` live).
+fn tkhd(o: &mut Vec<u8>, id: u32, audio: bool, (width, height): (u32, u32), duration: Option<u64>) {
+    full_box(o, b"tkhd", u8::from(duration.is_some()), 0x3, |o| {
+        match duration {
+            Some(d) => {
+                o.extend_from_slice(&[0; 16]);
+                u32be(o, id);
+                u32be(o, 0); // reserved
+                o.extend_from_slice(&d.to_be_bytes());
+            }
+            None => {
+                u32be(o, 0);
+                u32be(o, 0);
+                u32be(o, id);
+                u32be(o, 0); // reserved
+                u32be(o, 0); // duration
+            }
+        }
         o.extend_from_slice(&[0; 8]);
         u16be(o, 0); // layer
         u16be(o, 0); // alternate_group
@@ -171,12 +244,16 @@ fn tkhd(o: &mut Vec<u8>, id: u32, audio: bool, width: u32, height: u32) {
     });
 }
 
-fn mdhd_hdlr(o: &mut Vec<u8>, timescale: u32, handler: &[u8; 4], name: &str) {
-    full_box(o, b"mdhd", 0, 0, |o| {
-        u32be(o, 0);
-        u32be(o, 0);
-        u32be(o, timescale);
-        u32be(o, 0);
+/// `duration`: in the track's timescale, for a file (`None` live).
+fn mdhd_hdlr(
+    o: &mut Vec<u8>,
+    timescale: u32,
+    duration: Option<u64>,
+    handler: &[u8; 4],
+    name: &str,
+) {
+    full_box(o, b"mdhd", u8::from(duration.is_some()), 0, |o| {
+        time_fields(o, duration.is_some(), timescale, duration.unwrap_or(0));
         u16be(o, 0x55c4); // "und"
         u16be(o, 0);
     });
@@ -212,11 +289,24 @@ fn dinf_stbl(o: &mut Vec<u8>, entry: impl FnOnce(&mut Vec<u8>)) {
     });
 }
 
-fn video_trak(o: &mut Vec<u8>, v: &VideoTrack) {
+/// `duration`: (movie timescale, track timescale) for a file.
+fn video_trak(o: &mut Vec<u8>, v: &VideoTrack, duration: Option<(u64, u64)>) {
     mp4_box(o, b"trak", |o| {
-        tkhd(o, VIDEO_TRACK, false, v.width, v.height);
+        tkhd(
+            o,
+            VIDEO_TRACK,
+            false,
+            (v.width, v.height),
+            duration.map(|d| d.0),
+        );
         mp4_box(o, b"mdia", |o| {
-            mdhd_hdlr(o, VIDEO_TIMESCALE, b"vide", "VideoHandler");
+            mdhd_hdlr(
+                o,
+                VIDEO_TIMESCALE,
+                duration.map(|d| d.1),
+                b"vide",
+                "VideoHandler",
+            );
             mp4_box(o, b"minf", |o| {
                 full_box(o, b"vmhd", 0, 1, |o| o.extend_from_slice(&[0; 8]));
                 dinf_stbl(o, |o| {
@@ -257,11 +347,18 @@ fn descriptor(o: &mut Vec<u8>, tag: u8, body: impl FnOnce(&mut Vec<u8>)) {
     o[at] = (o.len() - at - 1).min(127) as u8;
 }
 
-fn audio_trak(o: &mut Vec<u8>, a: &AudioTrack) {
+/// `duration`: (movie timescale, track timescale) for a file.
+fn audio_trak(o: &mut Vec<u8>, a: &AudioTrack, duration: Option<(u64, u64)>) {
     mp4_box(o, b"trak", |o| {
-        tkhd(o, AUDIO_TRACK, true, 0, 0);
+        tkhd(o, AUDIO_TRACK, true, (0, 0), duration.map(|d| d.0));
         mp4_box(o, b"mdia", |o| {
-            mdhd_hdlr(o, a.sample_rate, b"soun", "SoundHandler");
+            mdhd_hdlr(
+                o,
+                a.sample_rate,
+                duration.map(|d| d.1),
+                b"soun",
+                "SoundHandler",
+            );
             mp4_box(o, b"minf", |o| {
                 full_box(o, b"smhd", 0, 0, |o| u32be(o, 0));
                 dinf_stbl(o, |o| {
@@ -352,116 +449,4 @@ fn moof(sequence: u32, runs: &[TrackRun], first_offset: u32) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The child boxes of `data` as (type, body).
-    fn boxes(data: &[u8]) -> Vec<([u8; 4], &[u8])> {
-        let mut out = Vec::new();
-        let mut rest = data;
-        while rest.len() >= 8 {
-            let size = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-            assert!(size >= 8 && size <= rest.len(), "box size {size}");
-            out.push(([rest[4], rest[5], rest[6], rest[7]], &rest[8..size]));
-            rest = &rest[size..];
-        }
-        assert!(rest.is_empty(), "trailing bytes");
-        out
-    }
-
-    const SPS: &[u8] = &[0x67, 0x42, 0xc0, 0x15, 0xd9, 0x01];
-    const PPS: &[u8] = &[0x68, 0xce, 0x3c, 0x80];
-
-    #[test]
-    fn init_segment_has_ftyp_and_a_moov_with_both_tracks() {
-        let v = VideoTrack {
-            sps: SPS,
-            pps: PPS,
-            width: 400,
-            height: 288,
-        };
-        let a = AudioTrack {
-            asc: &[0x14, 0x08],
-            sample_rate: 16_000,
-            channels: 1,
-        };
-        let init = init_segment(&v, Some(&a)).expect("init");
-        let top = boxes(&init);
-        assert_eq!(top[0].0, *b"ftyp");
-        assert_eq!(top[1].0, *b"moov");
-        let moov = boxes(top[1].1);
-        let kinds: Vec<_> = moov.iter().map(|b| b.0).collect();
-        assert_eq!(kinds, vec![*b"mvhd", *b"trak", *b"trak", *b"mvex"]);
-        let find = |needle: &[u8]| init.windows(needle.len()).position(|w| w == needle);
-        let avcc = find(b"avcC").expect("avcC");
-        assert_eq!(
-            &init[avcc + 4..avcc + 10],
-            &[1, 0x42, 0xc0, 0x15, 0xff, 0xe1]
-        );
-        assert!(find(&[0x05, 0x02, 0x14, 0x08]).is_some(), "ASC in esds");
-        let video_only = init_segment(&v, None).expect("init");
-        assert_eq!(boxes(boxes(&video_only)[1].1).len(), 3);
-    }
-
-    #[test]
-    fn rejects_a_short_sps() {
-        let v = VideoTrack {
-            sps: &[0x67],
-            pps: PPS,
-            width: 1,
-            height: 1,
-        };
-        assert_eq!(init_segment(&v, None), Err(Fmp4Error::ShortSps(1)));
-    }
-
-    #[test]
-    fn fragment_offsets_point_at_each_track_s_samples() {
-        let runs = [
-            TrackRun {
-                track_id: VIDEO_TRACK,
-                base_decode_time: 90_000,
-                samples: vec![
-                    Sample {
-                        data: b"KEYFRAME",
-                        duration: 9000,
-                        keyframe: true,
-                    },
-                    Sample {
-                        data: b"P1",
-                        duration: 9000,
-                        keyframe: false,
-                    },
-                ],
-            },
-            TrackRun {
-                track_id: AUDIO_TRACK,
-                base_decode_time: 16_000,
-                samples: vec![Sample {
-                    data: b"AAC",
-                    duration: 1024,
-                    keyframe: true,
-                }],
-            },
-        ];
-        let frag = fragment(7, &runs);
-        let top = boxes(&frag);
-        assert_eq!((top[0].0, top[1].0), (*b"moof", *b"mdat"));
-        assert_eq!(top[1].1, b"KEYFRAMEP1AAC");
-        let moof_len = top[0].1.len() + 8;
-        let trafs: Vec<_> = boxes(top[0].1)
-            .into_iter()
-            .filter(|b| b.0 == *b"traf")
-            .collect();
-        assert_eq!(trafs.len(), 2);
-        let offset = |traf: &[u8]| {
-            let trun = boxes(traf)
-                .into_iter()
-                .find(|b| b.0 == *b"trun")
-                .expect("trun");
-            u32::from_be_bytes([trun.1[8], trun.1[9], trun.1[10], trun.1[11]]) as usize
-        };
-        assert_eq!(&frag[offset(trafs[0].1)..][..8], b"KEYFRAME");
-        assert_eq!(&frag[offset(trafs[1].1)..][..3], b"AAC");
-        assert_eq!(offset(trafs[0].1), moof_len + 8);
-    }
-}
+mod tests;

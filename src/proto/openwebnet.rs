@@ -1,6 +1,7 @@
 //! OpenWebNet (OWN) frames carried in SIP MESSAGE bodies (c300x-protocol.md §8): builders for the
-//! commands the bridge sends (door lock, staircase light, answering machine) and a tolerant reader
-//! of the bodies the unit sends back, incl. the `GetAswmStatus!` reply. No SIP, no sockets here.
+//! commands the bridge sends (door lock, staircase light, answering machine, indoor ringer) and a
+//! tolerant reader of the bodies the unit sends back, incl. the `GetAswmStatus!` reply and the
+//! ringer state. No SIP, no sockets here.
 
 use std::time::{Duration, SystemTime};
 
@@ -10,10 +11,18 @@ pub const MAIN_DOOR: u8 = 20;
 pub const STAIRCASE_LIGHT: u8 = 10;
 /// Asks the unit for the answering-machine status; it replies with a MESSAGE of its own.
 pub const ASWM_STATUS_REQUEST: &str = "GetAswmStatus!";
+/// Asks the indoor unit for its ringer state; it answers `*#8**33*<0 muted|1 ringing>##` (over
+/// local OWN; over SIP MESSAGE unverified).
+pub const RINGER_STATUS_REQUEST: &str = "*#8**33##";
 /// The start of the unit's answering-machine status reply.
 const ASWM_STATUS_PREFIX: &str = "*#8**40*";
 /// How much of an odd body an error quotes.
 const QUOTE_LEN: usize = 60;
+
+/// Mutes (`true`: `*#8**#33*0##`) or unmutes (`*#8**#33*1##`) the indoor unit's ringer.
+pub fn ringer(muted: bool) -> String {
+    format!("*#8**#33*{}##", u8::from(!muted))
+}
 
 /// Opens the lock `where_` (press); follow with [`release`] after the pulse.
 pub fn unlock(where_: u8) -> String {
@@ -154,6 +163,16 @@ pub enum Frame {
     },
     AswmStatusRequest,
     AswmStatus(AswmStatus),
+    /// `*#8**#33*<0|1>##`: mute / unmute the indoor ringer.
+    Ringer {
+        muted: bool,
+    },
+    /// `*#8**33##`
+    RingerStatusRequest,
+    /// `*#8**33*<0|1>##`: the unit's ringer state (0 = muted).
+    RingerStatus {
+        muted: bool,
+    },
     /// Starts like a status reply but is not a valid one.
     BadAswmStatus(OwnError),
     /// `*#*1##`
@@ -189,6 +208,9 @@ impl Frame {
             ["8", "22", w] => where_(w).map(|where_| Self::StaircaseLight { on: false, where_ }),
             ["8", "91"] => Some(Self::Voicemail { on: true }),
             ["8", "92"] => Some(Self::Voicemail { on: false }),
+            ["#8", "", "#33", v @ ("0" | "1")] => Some(Self::Ringer { muted: *v == "0" }),
+            ["#8", "", "33"] => Some(Self::RingerStatusRequest),
+            ["#8", "", "33", v @ ("0" | "1")] => Some(Self::RingerStatus { muted: *v == "0" }),
             ["#", "1"] => Some(Self::Ack),
             ["#", "0"] => Some(Self::Nack),
             _ => None,
@@ -212,6 +234,30 @@ mod tests {
         assert_eq!(voicemail(true), "*8*91##");
         assert_eq!(voicemail(false), "*8*92##");
         assert_eq!(ASWM_STATUS_REQUEST, "GetAswmStatus!");
+        assert_eq!(ringer(true), "*#8**#33*0##");
+        assert_eq!(ringer(false), "*#8**#33*1##");
+        assert_eq!(RINGER_STATUS_REQUEST, "*#8**33##");
+    }
+
+    #[test]
+    fn ringer_frames_and_the_state_reply() {
+        assert_eq!(Frame::parse(&ringer(true)), Frame::Ringer { muted: true });
+        assert_eq!(Frame::parse(&ringer(false)), Frame::Ringer { muted: false });
+        assert_eq!(
+            Frame::parse(RINGER_STATUS_REQUEST),
+            Frame::RingerStatusRequest
+        );
+        assert_eq!(
+            Frame::parse("*#8**33*0##\r\n"),
+            Frame::RingerStatus { muted: true }
+        );
+        assert_eq!(
+            Frame::parse("*#8**33*1##"),
+            Frame::RingerStatus { muted: false }
+        );
+        for odd in ["*#8**33*2##", "*#8**#33##", "*#8*33*1##"] {
+            assert_eq!(Frame::parse(odd), Frame::Other(odd.to_owned()), "{odd}");
+        }
     }
 
     #[test]
@@ -255,7 +301,7 @@ mod tests {
             "*8*19*300##",
             "*8*19*20",
             "*8*19*20##*8*20*20##",
-            "*#8**33*1##",
+            "*#8**37*1##",
             "hello",
             "*8*19**##",
             "é*8*19*20##",

@@ -2,6 +2,7 @@
 //! c300x-protocol.md including its quirks. Used by the tests, the benchmarks and `demo`.
 //! `Simulator` is the handle: start it on port 0, read `stats()`, flip `faults()`, `ring()`.
 
+pub mod frames;
 pub mod media;
 pub mod sdp;
 pub mod sip;
@@ -16,8 +17,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use sip::ring::{RingHandle, RingState};
-pub use stats::{Faults, InDialogRequest, ReceivedMessage, SimStats};
+pub use sip::ring::{EarlyMedia, RingHandle, RingState};
+pub use stats::{CallMedia, Faults, InDialogRequest, ReceivedMessage, SimStats};
 
 use sip::core::{Command, Core};
 
@@ -36,6 +37,29 @@ pub struct SimConfig {
     pub ring_timeout: Duration,
     /// Require Digest auth (user, password), like a flexisip without trusted-hosts.
     pub digest: Option<(String, String)>,
+    /// The entrance panels. Empty: one anonymous panel that answers any DEVADDR and draws no
+    /// name. Otherwise each panel's name is drawn into its picture, a view call must name one
+    /// of them (486 otherwise), and with two or more every ring INVITE says which panel rang
+    /// (session-level `a=DEVADDR:<n>` in its SDP; see `sip::ring`).
+    pub panels: Vec<SimPanel>,
+}
+
+/// One entrance panel of the simulated installation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimPanel {
+    /// Drawn into the test pattern, so each panel gives its own picture.
+    pub name: String,
+    /// The address in `a=DEVADDR` (20 is the main panel, c300x-protocol.md §11).
+    pub devaddr: u8,
+}
+
+impl SimPanel {
+    pub fn new(name: &str, devaddr: u8) -> Self {
+        Self {
+            name: name.to_owned(),
+            devaddr,
+        }
+    }
 }
 
 impl Default for SimConfig {
@@ -47,6 +71,7 @@ impl Default for SimConfig {
             no_rtp_timeout: Duration::from_secs(30),
             ring_timeout: Duration::from_secs(30),
             digest: None,
+            panels: Vec::new(),
         }
     }
 }
@@ -55,6 +80,8 @@ impl Default for SimConfig {
 pub enum SimError {
     #[error("simulator: nobody is registered to receive the ring")]
     NobodyRegistered,
+    #[error("simulator: no panel has DEVADDR {0}")]
+    UnknownPanel(u8),
     #[error("simulator: {0}")]
     Io(#[from] std::io::Error),
     #[error("simulator has stopped")]
@@ -182,6 +209,7 @@ impl Simulator {
     }
 
     /// Presses the doorbell of panel `devaddr`: an INVITE to `alluser` reaches every registration.
+    /// With panels configured, `devaddr` must be one of theirs.
     pub async fn ring(&self, devaddr: u8) -> Result<RingHandle, SimError> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Ring { devaddr, reply: tx })?;

@@ -208,15 +208,22 @@ pub fn view_answer(
 }
 
 /// The unit's offer in a doorbell INVITE to `alluser` (speex 96 + telephone-event 101, H.264 97).
+/// `devaddr`: the panel that rang, as a session-level `a=DEVADDR` — the simulator's choice of
+/// carrier when several panels exist; what the real unit sends is unknown (c300x-protocol.md
+/// §12 Q6).
 pub fn ring_offer(
     ip: IpAddr,
     sess_id: u64,
     ports: (u16, u16),
     keys: (&SdesKey, &SdesKey),
+    devaddr: Option<u8>,
 ) -> String {
     let fam = if ip.is_ipv6() { "IP6" } else { "IP4" };
+    let panel = devaddr
+        .map(|d| format!("a=DEVADDR:{d}\r\n"))
+        .unwrap_or_default();
     format!(
-        "v=0\r\no=c300x {sess_id} {sess_id} IN {fam} {ip}\r\ns=Talk\r\nc=IN {fam} {ip}\r\nt=0 0\r\n\
+        "v=0\r\no=c300x {sess_id} {sess_id} IN {fam} {ip}\r\ns=Talk\r\nc=IN {fam} {ip}\r\nt=0 0\r\n{panel}\
          m=audio {ap} RTP/SAVP 96 101\r\na=rtpmap:96 speex/8000\r\na=fmtp:96 vbr=on\r\n\
          a=rtpmap:101 telephone-event/8000\r\na=crypto:1 {suite} {ak}\r\n\
          m=video {vp} RTP/SAVP 97\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 profile-level-id=42801F\r\n\

@@ -1,9 +1,13 @@
 //! Counters and fault knobs shared by the simulator's SIP side and its media tasks.
 //! Tests read `SimStats` for assertions and flip `Faults` to misbehave on purpose.
 
-use std::sync::Mutex;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+
+/// Calls whose per-call media counters are kept (oldest forgotten first).
+const KEPT_CALL_COUNTERS: usize = 64;
 
 /// Counters a test can assert on. All are monotonic except `active_calls`.
 #[derive(Debug, Default)]
@@ -40,6 +44,45 @@ pub struct SimStats {
     pub in_dialog: Mutex<Vec<InDialogRequest>>,
     /// Every MESSAGE body received, in order, with its arrival time.
     pub messages: Mutex<Vec<ReceivedMessage>>,
+    /// Early-media sessions started (a fork's 183 with SDP accepted, c300x-protocol.md §7).
+    pub early_media_started: AtomicU64,
+    /// 183s with SDP the unit ignored (`Faults::refuse_early_media`, or another fork had it).
+    pub early_media_refused: AtomicU64,
+    /// The indoor unit's ringer state: `true` = muted (`*#8**#33*0##`). A test may set it to
+    /// stand for someone pressing the unit's own mute button.
+    pub ringer_muted: AtomicBool,
+    /// Per-call media counters (view calls and rings), newest last, bounded.
+    call_media: Mutex<VecDeque<(String, Arc<CallMediaCounters>)>>,
+}
+
+/// What arrived from the bridge on one call's media ports (authentic packets only).
+#[derive(Debug, Default)]
+pub struct CallMediaCounters {
+    pub audio_packets: AtomicU64,
+    /// RTP payload bytes (after SRTP), i.e. the Speex frames the bridge sent.
+    pub audio_bytes: AtomicU64,
+    pub video_packets: AtomicU64,
+    pub rtcp_packets: AtomicU64,
+}
+
+/// A copy of [`CallMediaCounters`] at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallMedia {
+    pub audio_packets: u64,
+    pub audio_bytes: u64,
+    pub video_packets: u64,
+    pub rtcp_packets: u64,
+}
+
+impl CallMediaCounters {
+    pub fn snapshot(&self) -> CallMedia {
+        CallMedia {
+            audio_packets: self.audio_packets.load(Ordering::SeqCst),
+            audio_bytes: self.audio_bytes.load(Ordering::SeqCst),
+            video_packets: self.video_packets.load(Ordering::SeqCst),
+            rtcp_packets: self.rtcp_packets.load(Ordering::SeqCst),
+        }
+    }
 }
 
 /// How an in-dialog request from the bridge reached the unit.
@@ -88,6 +131,37 @@ impl SimStats {
         self.messages.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
+    /// What the bridge sent on the media of call `call_id` (a view call, or a ring: early media
+    /// and the answered call count together), if the simulator still remembers that call.
+    pub fn call_media(&self, call_id: &str) -> Option<CallMedia> {
+        let calls = self.call_media.lock().ok()?;
+        calls
+            .iter()
+            .rev()
+            .find(|(id, _)| id == call_id)
+            .map(|(_, c)| c.snapshot())
+    }
+
+    /// The counters of call `call_id`, created on first use.
+    pub(crate) fn call_counters(&self, call_id: &str) -> Arc<CallMediaCounters> {
+        let Ok(mut calls) = self.call_media.lock() else {
+            return Arc::default();
+        };
+        if let Some((_, c)) = calls.iter().find(|(id, _)| id == call_id) {
+            return c.clone();
+        }
+        let c = Arc::new(CallMediaCounters::default());
+        calls.push_back((call_id.to_owned(), c.clone()));
+        while calls.len() > KEPT_CALL_COUNTERS {
+            calls.pop_front();
+        }
+        c
+    }
+
+    pub fn ringer_muted(&self) -> bool {
+        self.ringer_muted.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn record_message(&self, from: &str, body: &str) {
         if let Ok(mut m) = self.messages.lock() {
             m.push(ReceivedMessage {
@@ -110,6 +184,13 @@ pub struct Faults {
     pub media_stopped: AtomicBool,
     /// When non-zero, the next INVITE to `c300x` gets this final status instead of 200.
     pub reject_next_invite: AtomicU16,
+    /// The unit ignores a 183 with SDP (no early media; the ring keeps ringing), as a unit
+    /// that does not do early media would.
+    pub refuse_early_media: AtomicBool,
+    /// The unit ignores the ringer frames (`*#8**#33*<0|1>##`, `*#8**33##`): the MESSAGE still
+    /// gets 200, but nothing changes and no state MESSAGE comes back (unverified on hardware,
+    /// c300x-protocol.md §8).
+    pub ringer_no_reply: AtomicBool,
 }
 
 impl Faults {
@@ -123,6 +204,14 @@ impl Faults {
 
     pub fn media_stopped(&self) -> bool {
         self.media_stopped.load(Ordering::Relaxed)
+    }
+
+    pub fn refuse_early_media(&self) -> bool {
+        self.refuse_early_media.load(Ordering::Relaxed)
+    }
+
+    pub fn ringer_no_reply(&self) -> bool {
+        self.ringer_no_reply.load(Ordering::Relaxed)
     }
 
     /// Takes the one-shot rejection code, if any.

@@ -278,9 +278,9 @@ async def checks(ha_port, token, mqtt, ha_log):
         check("SIP registered is on", st[entity_ids["sip_registered"]]["state"] == "on")
         check("RTSP URL sensor", st[entity_ids["rtsp_url_doorbell"]]["state"].startswith("rtsp://"),
               st[entity_ids["rtsp_url_doorbell"]]["state"])
-        check("event lists ring/answered/missed",
+        check("event lists ring/answered/missed/ended",
               st[entity_ids["doorbell_doorbell"]]["attributes"].get("event_types")
-              == ["ring", "answered", "missed"])
+              == ["ring", "answered", "missed", "ended"])
 
         # HA subscribes to state topics ~1 s after discovery (home-assistant.md §5): settle first.
         await asyncio.sleep(2)

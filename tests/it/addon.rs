@@ -140,3 +140,30 @@ fn repository_and_icons() {
         "profile named after the slug"
     );
 }
+
+/// Ring pictures and clips land in the add-on's `media` map, so Home Assistant's Media Browser
+/// shows them: the default `clip_dir` must be under `/media` and the map must be writable.
+#[test]
+fn clip_dir_default_is_in_the_writable_media_map() {
+    let m = yaml("config.yaml");
+    let clip_dir = m["options"]["clip_dir"].as_str().expect("clip_dir default");
+    assert!(clip_dir.starts_with("/media/"), "{clip_dir}");
+    assert_eq!(Config::default().clip_dir, Path::new(clip_dir));
+    assert!(
+        m["map"]
+            .as_array()
+            .expect("map")
+            .iter()
+            .any(|e| e == "media:rw"),
+        "media must be mapped read-write"
+    );
+    // The reject codes offered in the add-on's form are exactly the ones the bridge accepts.
+    let offered: Vec<u16> = m["schema"]["ring_reject_code"]
+        .as_str()
+        .and_then(|s| s.strip_prefix("list(")?.strip_suffix(')'))
+        .expect("list(...) schema")
+        .split('|')
+        .map(|c| c.parse().expect("number"))
+        .collect();
+    assert_eq!(offered, config::REJECT_CODES);
+}

@@ -8,6 +8,7 @@ use tempfile::TempDir;
 
 use super::*;
 
+mod doorbell;
 mod errors;
 
 /// A file in its own temporary directory (kept alive by the returned `TempDir`).
@@ -431,7 +432,7 @@ fn require_intercom_names_the_missing_key() {
 
 #[test]
 fn keys_list_matches_the_config() {
-    assert_eq!(KEYS.len(), 29);
+    assert_eq!(KEYS.len(), 37);
     assert!(KEYS.contains(&"mqtt_base_topic"));
     let yaml = Config::default().to_masked_yaml();
     for key in KEYS {

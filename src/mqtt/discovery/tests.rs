@@ -20,6 +20,13 @@ fn reference() -> (Config, Topics, Site) {
     (cfg, topics, site)
 }
 
+/// Today's entities and the doorbell ones (issue 16), all checked against golden files.
+fn all_configs(cfg: &Config, topics: &Topics, site: &Site) -> Vec<EntityConfig> {
+    let mut all = entity_configs(cfg, topics, site);
+    all.extend(doorbell_entity_configs(cfg, topics, site));
+    all
+}
+
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/mqtt")
 }
@@ -27,7 +34,7 @@ fn golden_dir() -> PathBuf {
 #[test]
 fn every_payload_matches_its_golden_file() {
     let (cfg, topics, site) = reference();
-    let configs = entity_configs(&cfg, &topics, &site);
+    let configs = all_configs(&cfg, &topics, &site);
     let update = std::env::var_os("C300X_UPDATE_GOLDEN").is_some();
     let mut names = Vec::new();
     for c in &configs {
@@ -57,8 +64,9 @@ fn every_payload_matches_its_golden_file() {
 #[test]
 fn topics_ids_and_forbidden_keys() {
     let (cfg, topics, site) = reference();
-    let configs = entity_configs(&cfg, &topics, &site);
-    assert_eq!(configs.len(), 15);
+    assert_eq!(entity_configs(&cfg, &topics, &site).len(), 15);
+    let configs = all_configs(&cfg, &topics, &site);
+    assert_eq!(configs.len(), 15 + 6);
     let mut ids: Vec<&str> = Vec::new();
     for c in &configs {
         assert_eq!(
@@ -135,4 +143,101 @@ fn urls_and_state_payloads() {
     );
     assert_eq!(display("front-door_2"), "Front door 2");
     assert_eq!((on_off(true), on_off(false)), ("ON", "OFF"));
+}
+
+#[test]
+fn doorbell_entities_per_panel_with_several_panels() {
+    let (mut cfg, _, site) = reference();
+    cfg.panels.push(Panel {
+        name: "back-gate".into(),
+        devaddr: 21,
+    });
+    let topics = Topics::from_config(&cfg).expect("topics");
+    let configs = doorbell_entity_configs(&cfg, &topics, &site);
+    assert_eq!(configs.len(), 2 * 5 + 1);
+    let find = |key: &str| {
+        configs
+            .iter()
+            .find(|c| c.key == key)
+            .unwrap_or_else(|| panic!("{key} missing"))
+    };
+    let image = find("last_ring_back-gate");
+    assert_eq!(image.platform, "image");
+    assert_eq!(image.payload["name"], "Back gate last ring");
+    assert_eq!(
+        image.payload["image_topic"],
+        "c300x/1234567/panel/back-gate/ring/image"
+    );
+    assert_eq!(image.payload["content_type"], "image/jpeg");
+    assert_eq!(find("reject_back-gate").payload["name"], "Back gate reject");
+    assert_eq!(
+        find("hang_up_doorbell").payload["command_topic"],
+        "c300x/1234567/panel/doorbell/ring/hang_up/press"
+    );
+    assert_eq!(find("ringing_doorbell").payload["name"], "Doorbell ringing");
+    assert_eq!(find("indoor_ringer").payload["name"], "Indoor ringer");
+    // Every command topic of these entities is one the bridge will subscribe to.
+    let commands: Vec<String> = topics
+        .doorbell_commands(&cfg)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    for c in &configs {
+        if let Some(t) = c.payload.get("command_topic").and_then(Value::as_str) {
+            assert!(commands.iter().any(|x| x == t), "{t} not subscribed");
+        }
+    }
+}
+
+#[test]
+fn ring_event_payload_and_ringer_state() {
+    let (cfg, _, site) = reference();
+    let p = &cfg.panels[0];
+    let at = UNIX_EPOCH + Duration::from_millis(1_709_294_405_250);
+    let id = crate::doorbell::RingId::at(at);
+    let clip = std::path::PathBuf::from("/media/c300x/doorbell/20240301-120005-250_doorbell.mp4");
+    let ev = RingEvent {
+        event_type: "missed",
+        ring_id: &id,
+        panel: p,
+        at,
+        attributed: false,
+        clip: Some(&clip),
+    };
+    let v: Value = serde_json::from_str(&ring_event(&cfg, &site, &ev)).expect("json");
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "event_type": "missed",
+            "ring_id": "20240301-120005-250",
+            "panel": "doorbell",
+            "devaddr": 20,
+            "time": "2024-03-01T12:00:05+00:00",
+            "attributed": false,
+            "snapshot_url": "http://192.168.1.10:8080/api/doorbell/rings/20240301-120005-250.jpg",
+            "clip": "/media/c300x/doorbell/20240301-120005-250_doorbell.mp4",
+            "clip_media_id": "media-source://media_source/local/c300x/doorbell/20240301-120005-250_doorbell.mp4",
+        })
+    );
+    let ring = RingEvent {
+        event_type: "ring",
+        clip: None,
+        ..ev
+    };
+    let v: Value = serde_json::from_str(&ring_event(&cfg, &site, &ring)).expect("json");
+    assert!(v.get("clip").is_none() && v["event_type"] == "ring");
+    assert!(EVENT_TYPES.contains(&"ended") && EVENT_TYPES[0] == "ring");
+    assert_eq!(
+        media_source_id(std::path::Path::new("/srv/clips/a.mp4")),
+        None
+    );
+    assert_eq!(media_source_id(std::path::Path::new("/media")), None);
+    assert_eq!(
+        (
+            ringer_state(Some(false)),
+            ringer_state(Some(true)),
+            ringer_state(None)
+        ),
+        ("ON", "OFF", "None")
+    );
 }

@@ -74,14 +74,58 @@ fn open_encoder() -> Result<ffmpeg::encoder::Audio, MediaError> {
         .map_err(MediaError::ffmpeg("open libspeex"))
 }
 
+/// The simulator's microphone without the clock: 20 ms Speex packets of the speech-like signal,
+/// one per call. Blocking (libspeex); tests use it to get real Speex without a call.
+pub struct SpeechEncoder {
+    encoder: ffmpeg::encoder::Audio,
+    packet: ffmpeg::Packet,
+    voice: Voice,
+    index: u64,
+}
+
+impl SpeechEncoder {
+    pub fn new() -> Result<Self, MediaError> {
+        Ok(Self {
+            encoder: open_encoder()?,
+            packet: ffmpeg::Packet::empty(),
+            voice: Voice::default(),
+            index: 0,
+        })
+    }
+
+    /// Encodes the next 20 ms (160 samples at 8 kHz); returns the packets completed.
+    pub fn encode_next(&mut self) -> Result<Vec<Vec<u8>>, MediaError> {
+        let mut samples = frame::Audio::new(
+            Sample::I16(SampleType::Packed),
+            FRAME_SAMPLES,
+            ChannelLayout::MONO,
+        );
+        samples.set_rate(CLOCK_RATE);
+        let bytes = samples.data_mut(0);
+        for chunk in bytes.chunks_exact_mut(2).take(FRAME_SAMPLES) {
+            chunk.copy_from_slice(&self.voice.next_sample().to_ne_bytes());
+        }
+        samples.set_pts(Some((self.index * FRAME_SAMPLES as u64) as i64));
+        self.index += 1;
+        self.encoder
+            .send_frame(&samples)
+            .map_err(MediaError::ffmpeg("libspeex send_frame"))?;
+        let mut out = Vec::new();
+        while self.encoder.receive_packet(&mut self.packet).is_ok() {
+            if let Some(data) = self.packet.data() {
+                out.push(data.to_vec());
+            }
+        }
+        Ok(out)
+    }
+}
+
 fn encode_loop(
     tx: &mpsc::Sender<EncodedAudio>,
     cancel: &CancellationToken,
 ) -> Result<(), MediaError> {
-    let mut enc = open_encoder()?;
-    let mut voice = Voice::default();
+    let mut enc = SpeechEncoder::new()?;
     let start = Instant::now();
-    let mut packet = ffmpeg::Packet::empty();
     let mut sent = 0u64;
     for index in 0u64.. {
         let due = start + FRAME_TIME * (index as u32);
@@ -91,25 +135,8 @@ fn encode_loop(
         if cancel.is_cancelled() || tx.is_closed() {
             return Ok(());
         }
-        let mut samples = frame::Audio::new(
-            Sample::I16(SampleType::Packed),
-            FRAME_SAMPLES,
-            ChannelLayout::MONO,
-        );
-        samples.set_rate(CLOCK_RATE);
-        let bytes = samples.data_mut(0);
-        for chunk in bytes.chunks_exact_mut(2).take(FRAME_SAMPLES) {
-            chunk.copy_from_slice(&voice.next_sample().to_ne_bytes());
-        }
-        samples.set_pts(Some((index * FRAME_SAMPLES as u64) as i64));
-        enc.send_frame(&samples)
-            .map_err(MediaError::ffmpeg("libspeex send_frame"))?;
-        while enc.receive_packet(&mut packet).is_ok() {
-            let Some(data) = packet.data() else { continue };
-            let out = EncodedAudio {
-                index: sent,
-                data: data.to_vec(),
-            };
+        for data in enc.encode_next()? {
+            let out = EncodedAudio { index: sent, data };
             sent += 1;
             if tx.blocking_send(out).is_err() {
                 return Ok(());

@@ -1,25 +1,29 @@
-//! The simulator's media for one view call: SRTP H.264 + Speex to the bridge, SRTCP sender
-//! reports, and the receive side that decrypts the bridge's RTP/RTCP (keep-alive, PLI).
-//! Follows c300x-protocol.md §4–§5 and §10: RTCP on RTP + 1, no mux, one SRTP context per
-//! direction per medium. Tasks: one receive task, one sender task per medium, one encoder thread
-//! per medium (ffmpeg runs off the tokio runtime).
+//! The simulator's media for one call (view call, ring early media, answered ring): SRTP H.264 +
+//! Speex to the bridge, SRTCP sender reports, and the receive side that decrypts the bridge's
+//! RTP/RTCP (keep-alive, PLI, per-call counters). Follows c300x-protocol.md §4–§5, §7 and §10:
+//! RTCP on RTP + 1, no mux, one SRTP context per direction per medium. Tasks: one receive task,
+//! one sender task per medium, one encoder thread per medium (ffmpeg runs off the runtime).
 
 mod audio;
+mod font;
 mod outgoing;
 mod receive;
 mod video;
 
+pub use audio::SpeechEncoder;
+pub use video::PatternEncoder;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::proto::srtp::{SdesKey, SrtpError, SrtpSession};
-use crate::sim::stats::{Faults, SimStats};
+use crate::sim::stats::{CallMediaCounters, Faults, SimStats};
 
 use outgoing::{RtpStream, StreamParams};
 
@@ -33,13 +37,16 @@ pub struct MediaPorts {
     pub video: u16,
 }
 
-/// UDP sockets bound before the 200 OK is sent, so the answer can carry their ports.
+/// UDP sockets bound before the 200 OK is sent, so the answer can carry their ports. Cloning
+/// shares the sockets (a ring's early media and its answered call use the same ones).
+#[derive(Clone)]
 pub struct BoundMedia {
     pub ports: MediaPorts,
     sockets: MediaSockets,
 }
 
 /// The four sockets of one call.
+#[derive(Clone)]
 struct MediaSockets {
     audio_rtp: Arc<UdpSocket>,
     audio_rtcp: Arc<UdpSocket>,
@@ -100,7 +107,7 @@ async fn bind_pair(ip: IpAddr) -> std::io::Result<(UdpSocket, UdpSocket)> {
 }
 
 /// What the offer/answer exchange decided, from the simulator's point of view.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaPlan {
     /// The bridge's address from the offer's `c=` line.
     pub remote_ip: IpAddr,
@@ -129,7 +136,7 @@ pub enum MediaEnd {
 
 /// Errors inside the media tasks; they are logged, never propagated as panics.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum MediaError {
+pub enum MediaError {
     #[error("SRTP context for {medium}: {source}")]
     Srtp {
         medium: &'static str,
@@ -150,18 +157,66 @@ impl MediaError {
     }
 }
 
+/// How a session behaves beyond the negotiated plan. `Default` is a view call: both media sent,
+/// no label, the no-RTP hang-up armed.
+#[derive(Debug, Clone)]
+pub struct MediaOptions {
+    /// Drawn into the test pattern (the panel's name), so each panel gives its own picture.
+    pub label: Option<String>,
+    /// Whether the unit sends audio / video (RFC 3264 §6.1: not to a stream the answer made
+    /// `inactive` or `sendonly`).
+    pub send_audio: bool,
+    pub send_video: bool,
+    /// Whether `no_rtp_timeout` ends the session. Off during early media: the bridge's 183 has
+    /// audio `inactive` and need not send anything; the ring timeout governs instead.
+    pub no_rtp_hangup: bool,
+    /// Where the bridge's packets on this call are counted.
+    pub counters: Option<Arc<CallMediaCounters>>,
+}
+
+impl Default for MediaOptions {
+    fn default() -> Self {
+        Self {
+            label: None,
+            send_audio: true,
+            send_video: true,
+            no_rtp_hangup: true,
+            counters: None,
+        }
+    }
+}
+
+/// What can change while a session runs (early media becoming the answered call).
+pub(crate) struct MediaControl {
+    pub send_audio: Arc<AtomicBool>,
+    pub send_video: Arc<AtomicBool>,
+    pub no_rtp_hangup: watch::Sender<bool>,
+}
+
 /// A running media session; dropping it (or `stop`) ends all its tasks.
 pub struct MediaSession {
     /// Cancels everything: receive task, senders, encoder threads.
     session: CancellationToken,
+    control: MediaControl,
 }
 
 impl MediaSession {
-    /// Starts sending and receiving. Must be called inside a tokio runtime (the sockets of
-    /// `bound` already belong to one).
+    /// Starts sending and receiving, as for a view call. Must be called inside a tokio runtime
+    /// (the sockets of `bound` already belong to one).
     pub fn start(
         bound: BoundMedia,
         plan: MediaPlan,
+        stats: Arc<SimStats>,
+        faults: Arc<Faults>,
+    ) -> (Self, oneshot::Receiver<MediaEnd>) {
+        Self::start_with(bound, plan, MediaOptions::default(), stats, faults)
+    }
+
+    /// [`MediaSession::start`] with the ring-specific options (label, directions, timer).
+    pub fn start_with(
+        bound: BoundMedia,
+        plan: MediaPlan,
+        options: MediaOptions,
         stats: Arc<SimStats>,
         faults: Arc<Faults>,
     ) -> (Self, oneshot::Receiver<MediaEnd>) {
@@ -170,22 +225,51 @@ impl MediaSession {
         // Senders stop on their own after a no-RTP timeout; the receive side runs until stop.
         let sending = session.child_token();
         let force_idr = Arc::new(AtomicBool::new(false));
+        let (hangup_tx, hangup_rx) = watch::channel(options.no_rtp_hangup);
+        let control = MediaControl {
+            send_audio: Arc::new(AtomicBool::new(options.send_audio)),
+            send_video: Arc::new(AtomicBool::new(options.send_video)),
+            no_rtp_hangup: hangup_tx,
+        };
         let s = bound.sockets;
-
-        match start_senders(&s, &plan, &stats, &faults, &sending, &force_idr) {
-            Ok(()) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "simulator media: cannot start senders");
-                sending.cancel();
-            }
+        let senders = Senders {
+            plan: &plan,
+            stats: &stats,
+            faults: &faults,
+            cancel: &sending,
+            force_idr: &force_idr,
+            control: &control,
+            label: options.label.clone(),
+        };
+        if let Err(e) = start_senders(&s, senders) {
+            tracing::error!(error = %e, "simulator media: cannot start senders");
+            sending.cancel();
         }
-        match receive::Receiver::new(&s, &plan, stats, force_idr) {
+        let counters = options.counters.unwrap_or_default();
+        match receive::Receiver::new(&s, &plan, stats, counters, force_idr) {
             Ok(rx) => {
-                tokio::spawn(rx.run(plan.no_rtp_timeout, session.clone(), sending, end_tx));
+                tokio::spawn(rx.run(
+                    plan.no_rtp_timeout,
+                    hangup_rx,
+                    session.clone(),
+                    sending,
+                    end_tx,
+                ));
             }
             Err(e) => tracing::error!(error = %e, "simulator media: cannot start receiver"),
         }
-        (Self { session }, end_rx)
+        (Self { session, control }, end_rx)
+    }
+
+    /// Changes what the unit sends (e.g. audio starts when a previewed ring is answered).
+    pub fn set_sending(&self, audio: bool, video: bool) {
+        self.control.send_audio.store(audio, Ordering::SeqCst);
+        self.control.send_video.store(video, Ordering::SeqCst);
+    }
+
+    /// Arms (or disarms) the no-RTP hang-up; arming restarts its timer.
+    pub fn set_no_rtp_hangup(&self, armed: bool) {
+        self.control.no_rtp_hangup.send_replace(armed);
     }
 
     /// Ends the session: stops sending, closes the sockets.
@@ -200,14 +284,27 @@ impl Drop for MediaSession {
     }
 }
 
-fn start_senders(
-    s: &MediaSockets,
-    plan: &MediaPlan,
-    stats: &Arc<SimStats>,
-    faults: &Arc<Faults>,
-    sending: &CancellationToken,
-    force_idr: &Arc<AtomicBool>,
-) -> Result<(), MediaError> {
+/// What the two senders share.
+struct Senders<'a> {
+    plan: &'a MediaPlan,
+    stats: &'a Arc<SimStats>,
+    faults: &'a Arc<Faults>,
+    cancel: &'a CancellationToken,
+    force_idr: &'a Arc<AtomicBool>,
+    control: &'a MediaControl,
+    label: Option<String>,
+}
+
+fn start_senders(s: &MediaSockets, p: Senders<'_>) -> Result<(), MediaError> {
+    let Senders {
+        plan,
+        stats,
+        faults,
+        cancel: sending,
+        force_idr,
+        control,
+        label,
+    } = p;
     let audio = RtpStream::new(StreamParams {
         medium: "audio",
         rtp_socket: s.audio_rtp.clone(),
@@ -217,6 +314,7 @@ fn start_senders(
         clock_rate: audio::CLOCK_RATE,
         key: &plan.local_audio_key,
         faults: faults.clone(),
+        enabled: control.send_audio.clone(),
     })?;
     let video = RtpStream::new(StreamParams {
         medium: "video",
@@ -227,10 +325,11 @@ fn start_senders(
         clock_rate: video::CLOCK_RATE,
         key: &plan.local_video_key,
         faults: faults.clone(),
+        enabled: control.send_video.clone(),
     })?;
     let audio_frames = audio::spawn_encoder(sending.clone());
     tokio::spawn(audio::run_sender(audio, audio_frames, sending.clone()));
-    let video_frames = video::spawn_encoder(force_idr.clone(), sending.clone());
+    let video_frames = video::spawn_encoder(force_idr.clone(), sending.clone(), label);
     tokio::spawn(video::run_sender(
         video,
         video_frames,

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -24,6 +25,8 @@ pub(super) struct StreamParams<'a> {
     pub clock_rate: u32,
     pub key: &'a SdesKey,
     pub faults: Arc<Faults>,
+    /// Cleared while the negotiated direction says the unit does not send on this stream.
+    pub enabled: Arc<AtomicBool>,
 }
 
 pub(super) struct RtpStream {
@@ -34,6 +37,7 @@ pub(super) struct RtpStream {
     rtcp_dest: SocketAddr,
     srtp: SrtpSession,
     faults: Arc<Faults>,
+    enabled: Arc<AtomicBool>,
     payload_type: u8,
     ssrc: u32,
     sequence: u16,
@@ -57,6 +61,7 @@ impl RtpStream {
             rtp_dest: p.remote,
             rtcp_dest: SocketAddr::new(p.remote.ip(), rtcp_port),
             faults: p.faults,
+            enabled: p.enabled,
             payload_type: p.payload_type,
             // Random SSRC and initial sequence/timestamp (RFC 3550 §5.1), as the device does.
             ssrc: rand::random(),
@@ -73,7 +78,7 @@ impl RtpStream {
     /// Sends one RTP packet whose timestamp is `ts_offset` clock ticks after the stream start.
     /// Returns whether the packet went through SRTP (false when media is stopped or on error).
     pub async fn send_rtp(&mut self, payload: &[u8], marker: bool, ts_offset: u32) -> bool {
-        if self.faults.media_stopped() {
+        if self.faults.media_stopped() || !self.enabled.load(Ordering::Relaxed) {
             return false;
         }
         let header = RtpHeader {
@@ -110,7 +115,7 @@ impl RtpStream {
 
     /// Sends an SRTCP Sender Report for the current instant.
     pub async fn send_sender_report(&mut self) {
-        if self.faults.media_stopped() {
+        if self.faults.media_stopped() || !self.enabled.load(Ordering::Relaxed) {
             return;
         }
         let ticks = self.started.elapsed().as_secs_f64() * f64::from(self.clock_rate);
@@ -154,7 +159,6 @@ fn percent_hit(percent: u16) -> bool {
 mod tests {
     use super::*;
     use std::net::{IpAddr, Ipv4Addr};
-    use std::sync::atomic::Ordering;
 
     const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -170,6 +174,7 @@ mod tests {
             clock_rate: 90_000,
             key,
             faults,
+            enabled: Arc::new(AtomicBool::new(true)),
         })
         .expect("stream");
         (s, sink)

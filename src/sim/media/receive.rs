@@ -1,22 +1,23 @@
 //! The simulator's receive side: every datagram on the four media ports is unprotected with the
-//! bridge's offered key (c300x-protocol.md §4.3), counted, and scanned for PLIs (RFC 4585
-//! §6.3.1). Owns the no-RTP timer that ends the call (§5). STUN (RFC 7983 first byte 0..=3) is
-//! ignored, as the unit's ICE-less stack would.
+//! bridge's key (its offer, or its answer to a ring: c300x-protocol.md §4.3), counted (globally
+//! and per call), and scanned for PLIs (RFC 4585 §6.3.1). Owns the no-RTP timer that ends the
+//! call (§5), when armed. STUN (RFC 7983 first byte 0..=3) is ignored, as the unit's ICE-less
+//! stack would.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{MediaEnd, MediaError, MediaPlan, MediaSockets, srtp_session};
-use crate::proto::rtp::RtcpPacket;
 use crate::proto::rtp::rtcp::parse_compound;
+use crate::proto::rtp::{RtcpPacket, RtpPacket};
 use crate::proto::srtp::SrtpSession;
-use crate::sim::stats::SimStats;
+use crate::sim::stats::{CallMediaCounters, SimStats};
 
 const MAX_DATAGRAM: usize = 2048;
 
@@ -40,6 +41,7 @@ pub(super) struct Receiver {
     audio_srtp: SrtpSession,
     video_srtp: SrtpSession,
     stats: Arc<SimStats>,
+    counters: Arc<CallMediaCounters>,
     force_idr: Arc<AtomicBool>,
 }
 
@@ -48,6 +50,7 @@ impl Receiver {
         s: &MediaSockets,
         plan: &MediaPlan,
         stats: Arc<SimStats>,
+        counters: Arc<CallMediaCounters>,
         force_idr: Arc<AtomicBool>,
     ) -> Result<Self, MediaError> {
         Ok(Self {
@@ -58,15 +61,17 @@ impl Receiver {
             audio_srtp: srtp_session("audio (from bridge)", &plan.remote_audio_key)?,
             video_srtp: srtp_session("video (from bridge)", &plan.remote_video_key)?,
             stats,
+            counters,
             force_idr,
         })
     }
 
-    /// Receives until `session` is cancelled. After `no_rtp_timeout` without an authentic
-    /// packet it reports [`MediaEnd::NoRtpFromBridge`] once and cancels `sending`.
+    /// Receives until `session` is cancelled. While `armed`, `no_rtp_timeout` without an
+    /// authentic packet reports [`MediaEnd::NoRtpFromBridge`] once and cancels `sending`.
     pub async fn run(
         mut self,
         no_rtp_timeout: Duration,
+        mut armed: watch::Receiver<bool>,
         session: CancellationToken,
         sending: CancellationToken,
         end: oneshot::Sender<MediaEnd>,
@@ -86,10 +91,18 @@ impl Receiver {
             self.video_rtp.clone(),
             self.video_rtcp.clone(),
         );
+        let mut watching = true;
         loop {
+            let hangup = *armed.borrow();
             let (medium, port, received) = tokio::select! {
                 () = session.cancelled() => return,
-                () = tokio::time::sleep_until(deadline), if end.is_some() => {
+                changed = armed.changed(), if watching => {
+                    // Arming starts a fresh timer; a dropped control means "keep as is".
+                    watching = changed.is_ok();
+                    deadline = Instant::now() + no_rtp_timeout;
+                    continue;
+                }
+                () = tokio::time::sleep_until(deadline), if end.is_some() && hangup => {
                     if let Some(tx) = end.take() {
                         tracing::info!(?no_rtp_timeout, "simulator: no RTP from the bridge, ending media");
                         sending.cancel();
@@ -131,8 +144,9 @@ impl Receiver {
         };
         if !is_rtcp {
             return match srtp.unprotect_rtp(datagram) {
-                Ok(_) => {
+                Ok(plain) => {
                     SimStats::bump(&self.stats.rtp_from_bridge);
+                    self.count_rtp(medium, &plain);
                     true
                 }
                 Err(e) => {
@@ -151,6 +165,7 @@ impl Receiver {
             }
         };
         SimStats::bump(&self.stats.rtcp_from_bridge);
+        SimStats::bump(&self.counters.rtcp_packets);
         for packet in parse_compound(&rtcp) {
             match packet {
                 Ok(RtcpPacket::Pli { .. }) => {
@@ -167,5 +182,19 @@ impl Receiver {
             }
         }
         true
+    }
+
+    /// Per-call counts; audio bytes are the RTP payload (Speex frames), header and padding off.
+    fn count_rtp(&self, medium: Medium, plain: &[u8]) {
+        match medium {
+            Medium::Audio => {
+                SimStats::bump(&self.counters.audio_packets);
+                let payload = RtpPacket::parse(plain).map_or(0, |p| p.payload.len());
+                self.counters
+                    .audio_bytes
+                    .fetch_add(payload as u64, Ordering::SeqCst);
+            }
+            Medium::Video => SimStats::bump(&self.counters.video_packets),
+        }
     }
 }

@@ -14,8 +14,8 @@ use ffmpeg_next as ffmpeg;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::MediaError;
 use super::outgoing::RtpStream;
+use super::{MediaError, font};
 use crate::proto::h264::{self, NAL_IDR, NAL_PPS, NAL_SPS, Packetizer, split_annexb};
 use crate::sim::stats::SimStats;
 
@@ -29,21 +29,23 @@ const BIT_RATE: usize = 300_000;
 const SR_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One encoded access unit, Annex-B, with its frame number (pts in 1/FPS units).
-pub(super) struct EncodedFrame {
-    index: u64,
-    annexb: Vec<u8>,
+#[derive(Debug, Clone)]
+pub struct EncodedFrame {
+    pub index: u64,
+    pub annexb: Vec<u8>,
 }
 
 /// Starts the encoder thread; it ends when `cancel` fires or the receiver is dropped.
 pub(super) fn spawn_encoder(
     force_idr: Arc<AtomicBool>,
     cancel: CancellationToken,
+    label: Option<String>,
 ) -> mpsc::Receiver<EncodedFrame> {
     let (tx, rx) = mpsc::channel(8);
     let spawned = std::thread::Builder::new()
         .name("sim-h264".into())
         .spawn(move || {
-            if let Err(e) = encode_loop(&tx, &force_idr, &cancel) {
+            if let Err(e) = encode_loop(&tx, &force_idr, &cancel, label) {
                 tracing::error!(error = %e, "simulator video encoder stopped");
             }
         });
@@ -51,6 +53,54 @@ pub(super) fn spawn_encoder(
         tracing::error!(error = %e, "simulator: cannot spawn the video encoder thread");
     }
     rx
+}
+
+/// The simulator's camera without the clock: frame `n` of the test pattern (with an optional
+/// label, e.g. the panel's name) encoded as the unit would. Blocking (libx264); tests use it to
+/// get real H.264 without a call.
+pub struct PatternEncoder {
+    encoder: ffmpeg::encoder::Video,
+    packet: ffmpeg::Packet,
+    label: Option<String>,
+}
+
+impl PatternEncoder {
+    pub fn new(label: Option<String>) -> Result<Self, MediaError> {
+        Ok(Self {
+            encoder: open_encoder()?,
+            packet: ffmpeg::Packet::empty(),
+            label,
+        })
+    }
+
+    /// Frames per second of the pattern (RTP timestamps step by 90000 / FPS).
+    pub const FPS: u32 = FPS;
+
+    /// Encodes picture `index`; `idr` forces an IDR (as a PLI does). Returns the access units
+    /// the encoder completed (one per picture: x264 runs with zero latency).
+    pub fn encode(&mut self, index: u64, idr: bool) -> Result<Vec<EncodedFrame>, MediaError> {
+        // A fresh frame each time: the encoder may still reference the previous buffer.
+        let mut picture = frame::Video::new(Pixel::YUV420P, WIDTH, HEIGHT);
+        draw(&mut picture, index, self.label.as_deref());
+        picture.set_pts(Some(index as i64));
+        if idr {
+            picture.set_kind(picture::Type::I);
+        }
+        self.encoder
+            .send_frame(&picture)
+            .map_err(MediaError::ffmpeg("libx264 send_frame"))?;
+        let mut out = Vec::new();
+        while self.encoder.receive_packet(&mut self.packet).is_ok() {
+            let Some(data) = self.packet.data() else {
+                continue;
+            };
+            out.push(EncodedFrame {
+                index: self.packet.pts().map_or(index, |p| p.max(0) as u64),
+                annexb: data.to_vec(),
+            });
+        }
+        Ok(out)
+    }
 }
 
 fn open_encoder() -> Result<ffmpeg::encoder::Video, MediaError> {
@@ -86,11 +136,11 @@ fn encode_loop(
     tx: &mpsc::Sender<EncodedFrame>,
     force_idr: &AtomicBool,
     cancel: &CancellationToken,
+    label: Option<String>,
 ) -> Result<(), MediaError> {
-    let mut enc = open_encoder()?;
+    let mut enc = PatternEncoder::new(label)?;
     let start = Instant::now();
     let frame_time = Duration::from_secs(1) / FPS;
-    let mut packet = ffmpeg::Packet::empty();
     for index in 0u64.. {
         // Real-time pacing against an absolute schedule, so the rate does not drift.
         let due = start + frame_time * (index as u32);
@@ -100,22 +150,7 @@ fn encode_loop(
         if cancel.is_cancelled() || tx.is_closed() {
             return Ok(());
         }
-        // A fresh frame each time: the encoder may still reference the previous buffer.
-        let mut picture = frame::Video::new(Pixel::YUV420P, WIDTH, HEIGHT);
-        draw(&mut picture, index);
-        picture.set_pts(Some(index as i64));
-        if force_idr.swap(false, Ordering::SeqCst) {
-            picture.set_kind(picture::Type::I);
-        }
-        enc.send_frame(&picture)
-            .map_err(MediaError::ffmpeg("libx264 send_frame"))?;
-        while enc.receive_packet(&mut packet).is_ok() {
-            let Some(data) = packet.data() else { continue };
-            let index = packet.pts().map_or(index, |p| p.max(0) as u64);
-            let frame = EncodedFrame {
-                index,
-                annexb: data.to_vec(),
-            };
+        for frame in enc.encode(index, force_idr.swap(false, Ordering::SeqCst))? {
             if tx.blocking_send(frame).is_err() {
                 return Ok(());
             }
@@ -125,8 +160,9 @@ fn encode_loop(
 }
 
 /// Draws frame `n`: diagonal luma stripes moving right, a bouncing box, drifting chroma bands,
-/// and the frame number as seven-segment digits (no drawtext filter needed).
-fn draw(picture: &mut frame::Video, n: u64) {
+/// the frame number as seven-segment digits (no drawtext filter needed) and, when given, a
+/// label (the panel's name) on a plate at the bottom.
+fn draw(picture: &mut frame::Video, n: u64, label: Option<&str>) {
     let (w, h) = (WIDTH as usize, HEIGHT as usize);
     let shift = (n * 4) as usize;
     let stride = picture.stride(0);
@@ -151,6 +187,9 @@ fn draw(picture: &mut frame::Video, n: u64) {
         draw_digit(luma, stride, 12 + i * 20, 12, (value % 10) as u8);
         value /= 10;
     }
+    if let Some(text) = label.filter(|t| !t.is_empty()) {
+        draw_label(luma, stride, text);
+    }
     for plane in 1..3 {
         let stride = picture.stride(plane);
         let chroma = picture.data_mut(plane);
@@ -163,6 +202,25 @@ fn draw(picture: &mut frame::Video, n: u64) {
             }
         }
     }
+}
+
+/// The label in white on a black plate along the bottom edge, as large as fits (up to 4x).
+fn draw_label(luma: &mut [u8], stride: usize, text: &str) {
+    let (w, h) = (WIDTH as usize, HEIGHT as usize);
+    let chars = text.chars().count().max(1);
+    let scale = ((w - 24) / (chars * font::ADVANCE)).clamp(1, 4);
+    let (text_w, text_h) = (chars * font::ADVANCE * scale, font::GLYPH_H * scale);
+    let y = h - text_h - 16;
+    fill(
+        luma,
+        stride,
+        8,
+        y - 6,
+        (text_w + 10).min(w - 16),
+        text_h + 12,
+        16,
+    );
+    font::draw_text(luma, (stride, w - 8), (14, y), scale, text, 235);
 }
 
 fn fill(plane: &mut [u8], stride: usize, x0: usize, y0: usize, w: usize, h: usize, value: u8) {
@@ -287,13 +345,35 @@ mod tests {
     fn draws_counter_and_moving_pattern() {
         let mut a = frame::Video::new(Pixel::YUV420P, WIDTH, HEIGHT);
         let mut b = frame::Video::new(Pixel::YUV420P, WIDTH, HEIGHT);
-        draw(&mut a, 1);
-        draw(&mut b, 2);
+        draw(&mut a, 1, None);
+        draw(&mut b, 2, None);
         assert_ne!(a.data(0), b.data(0));
         // Digit "1" lights segments b and c only: top-left corner of the last digit stays dark.
         let stride = a.stride(0);
         let last_digit_x = 12 + 5 * 20;
         assert_eq!(a.data(0)[13 * stride + last_digit_x], 16);
         assert_eq!(a.data(0)[13 * stride + last_digit_x + 14], 235);
+    }
+
+    #[test]
+    fn two_labels_give_two_pictures() {
+        let mut plain = frame::Video::new(Pixel::YUV420P, WIDTH, HEIGHT);
+        let mut front = frame::Video::new(Pixel::YUV420P, WIDTH, HEIGHT);
+        let mut gate = frame::Video::new(Pixel::YUV420P, WIDTH, HEIGHT);
+        draw(&mut plain, 7, None);
+        draw(&mut front, 7, Some("front"));
+        draw(&mut gate, 7, Some("gate"));
+        // Visible pixels only: the rows' alignment padding is never drawn.
+        let rows = |f: &frame::Video, ys: std::ops::Range<usize>| -> Vec<u8> {
+            let stride = f.stride(0);
+            ys.flat_map(|y| f.data(0)[y * stride..y * stride + WIDTH as usize].to_vec())
+                .collect()
+        };
+        assert!(rows(&plain, 230..288) != rows(&front, 230..288));
+        assert!(rows(&front, 230..288) != rows(&gate, 230..288));
+        // The top (counter, stripes) is the same picture.
+        assert!(rows(&front, 0..100) == rows(&gate, 0..100));
+        // A long name is scaled down, not cut off or out of bounds.
+        draw(&mut gate, 7, Some(&"x".repeat(32)));
     }
 }

@@ -138,6 +138,23 @@ impl Core {
         &self.cfg.domain
     }
 
+    /// The label drawn for panel `devaddr`: `Ok(None)` without configured panels (any address
+    /// goes), the panel's name when one has that address, `Err` when none has.
+    pub fn panel_label(&self, devaddr: Option<&str>) -> Result<Option<String>, ()> {
+        if self.cfg.panels.is_empty() {
+            return Ok(None);
+        }
+        let wanted = devaddr
+            .and_then(|d| d.trim().parse::<u8>().ok())
+            .ok_or(())?;
+        self.cfg
+            .panels
+            .iter()
+            .find(|p| p.devaddr == wanted)
+            .map(|p| Some(p.name.clone()))
+            .ok_or(())
+    }
+
     /// `<sip:<IC>:<port>;transport=..;lr>`, the external Record-Route entry.
     pub fn record_route(&self, flow: &Flow) -> String {
         format!(
@@ -330,33 +347,7 @@ impl Core {
         let body = String::from_utf8_lossy(&req.body).trim().to_owned();
         self.stats.record_message(&from_user, &body);
         self.simple(req, flow, 200, "Ok");
-        match body.as_str() {
-            "*8*91##" => self.aswm = true,
-            "*8*92##" => self.aswm = false,
-            "GetAswmStatus!" => self.send_aswm_status(&from_user),
-            _ => {}
-        }
-    }
-
-    /// The unit answers `GetAswmStatus!` with a MESSAGE to the asker's registration (§8).
-    fn send_aswm_status(&mut self, user: &str) {
-        let body = format!("*#8**40*{}*0*0*0*0##", u8::from(self.aswm));
-        let targets: Vec<Binding> = self.bindings_of(user).cloned().collect();
-        for b in targets {
-            let mut m = Message::request("MESSAGE", &b.contact);
-            m.push("Via", self.via(&b.flow))
-                .push("Max-Forwards", "70")
-                .push(
-                    "From",
-                    format!("<sip:c300x@{}>;tag={}", self.domain(), tag()),
-                )
-                .push("To", format!("<sip:{user}@{}>", self.domain()))
-                .push("Call-ID", format!("{:016x}", rand::random::<u64>()))
-                .push("CSeq", "20 MESSAGE")
-                .push("User-Agent", USER_AGENT)
-                .set_body("text/plain", body.clone());
-            b.flow.send(&m);
-        }
+        self.on_own_frame(&from_user, &body);
     }
 
     fn on_response(&mut self, flow: &Flow, res: &Message) {

@@ -1,20 +1,22 @@
 //! Doorbell rings (c300x-protocol.md §7): the unit INVITEs `alluser`, flexisip forks it to every
-//! registered contact on its own flow; the first 200 wins (ACK, media, CANCEL the other forks),
-//! and nobody answering for `ring_timeout` (about 30 s on the real unit) ends in CANCEL.
+//! registered contact on its own flow; nobody answering for `ring_timeout` (about 30 s on the real
+//! unit) ends in CANCEL. With several panels the INVITE's SDP says which one rang (session-level
+//! `a=DEVADDR`, our choice: the real unit's carrier is unknown, §12 Q6). Responses, early media
+//! and the answer are in `early.rs`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use super::core::{ALLOW, Core, Internal, USER_AGENT, branch, instance, tag};
-use super::message::{Message, param, uri_of};
+use super::message::Message;
 use super::transport::Flow;
-use super::view::{Call, CallState};
 use crate::proto::srtp::SdesKey;
 use crate::sim::SimError;
-use crate::sim::media::{BoundMedia, MediaPlan, MediaSession};
-use crate::sim::sdp::{self, PeerSdp};
-use crate::sim::stats::SimStats;
+use crate::sim::media::{BoundMedia, MediaEnd, MediaPlan, MediaSession};
+use crate::sim::sdp;
+use crate::sim::stats::{CallMediaCounters, SimStats};
 
 /// What happened to a ring, as seen by the unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,17 +33,47 @@ pub enum RingState {
     Rejected(u16),
 }
 
+/// The early media of a ring (a fork answered 183 with SDP), as a test sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EarlyMedia {
+    /// No fork has sent a usable 183 with SDP (yet), or the unit ignores them.
+    None,
+    /// The unit streams to the fork whose 183 carried `to_tag`; video goes to `video`.
+    Streaming { to_tag: String, video: SocketAddr },
+    /// Stopped: CANCEL (timeout), another fork answered or that fork gave up. When the same fork
+    /// answers, the stream simply continues as the call (and this says `Ended`).
+    Ended,
+}
+
 /// Lets a test follow one ring.
 #[derive(Debug, Clone)]
 pub struct RingHandle {
     pub call_id: String,
     pub forks: usize,
     state: watch::Receiver<RingState>,
+    early: watch::Receiver<EarlyMedia>,
 }
 
 impl RingHandle {
     pub fn state(&self) -> RingState {
         *self.state.borrow()
+    }
+
+    pub fn early_media(&self) -> EarlyMedia {
+        self.early.borrow().clone()
+    }
+
+    /// Waits until the early media matches `pred`, up to `timeout`.
+    pub async fn wait_early_media(
+        &mut self,
+        timeout: std::time::Duration,
+        pred: impl Fn(&EarlyMedia) -> bool,
+    ) -> Option<EarlyMedia> {
+        let fut = self.early.wait_for(|e| pred(e));
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(Ok(e)) => Some(e.clone()),
+            _ => None,
+        }
     }
 
     /// Waits until the ring reaches a state matching `pred`, up to `timeout`.
@@ -59,17 +91,45 @@ impl RingHandle {
 }
 
 pub(crate) struct Fork {
-    flow: Flow,
-    invite: Message,
-    done: bool,
+    pub flow: Flow,
+    pub invite: Message,
+    /// A final response came (or we CANCELled after another fork answered).
+    pub done: bool,
+}
+
+/// Early media running towards one fork.
+pub(crate) struct Early {
+    pub fork: usize,
+    pub session: MediaSession,
+    pub ended: oneshot::Receiver<MediaEnd>,
+    /// What the 183 negotiated; an identical 200 keeps this session.
+    pub plan: MediaPlan,
 }
 
 pub(crate) struct Ring {
-    forks: Vec<Fork>,
-    state: watch::Sender<RingState>,
-    media: Option<(BoundMedia, SdesKey, SdesKey)>,
-    from: String,
-    cancelled: bool,
+    pub forks: Vec<Fork>,
+    pub state: watch::Sender<RingState>,
+    pub early_tx: watch::Sender<EarlyMedia>,
+    /// The ports of the offer: early media and the answered call both use them.
+    pub bound: BoundMedia,
+    /// The offer's keys (audio, video): they protect what the unit sends (§4.3).
+    pub keys: (SdesKey, SdesKey),
+    /// The panel's name, drawn into the picture.
+    pub label: Option<String>,
+    pub counters: Arc<CallMediaCounters>,
+    pub early: Option<Early>,
+    pub from: String,
+    pub cancelled: bool,
+}
+
+impl Ring {
+    /// Stops the early media, if any (the unit stops streaming when the ring ends).
+    pub fn stop_early(&mut self) {
+        if let Some(early) = self.early.take() {
+            early.session.stop();
+            self.early_tx.send_replace(EarlyMedia::Ended);
+        }
+    }
 }
 
 impl Core {
@@ -84,6 +144,11 @@ impl Core {
         if targets.is_empty() {
             return Err(SimError::NobodyRegistered);
         }
+        let label = self
+            .panel_label(Some(&devaddr.to_string()))
+            .map_err(|()| SimError::UnknownPanel(devaddr))?;
+        // Only with several panels is there something to tell apart.
+        let carried = (self.cfg.panels.len() > 1).then_some(devaddr);
         let ip: IpAddr = self.local.ip();
         let bound = BoundMedia::bind(ip).await.map_err(SimError::Io)?;
         let (ak, vk) = (SdesKey::random(), SdesKey::random());
@@ -92,6 +157,7 @@ impl Core {
             u64::from(rand::random::<u32>()),
             (bound.ports.audio, bound.ports.video),
             (&ak, &vk),
+            carried,
         );
         let call_id = format!("{:016x}@{}", rand::random::<u64>(), ip);
         let from = format!("<sip:c300x@{}>;tag={}", self.domain(), tag());
@@ -141,17 +207,24 @@ impl Core {
         SimStats::bump(&self.stats.rings_sent);
         tracing::info!(devaddr, %call_id, forks = forks.len(), "sim: doorbell ring");
         let (tx, rx) = watch::channel(RingState::Calling);
+        let (early_tx, early) = watch::channel(EarlyMedia::None);
         let handle = RingHandle {
             call_id: call_id.clone(),
             forks: forks.len(),
             state: rx,
+            early,
         };
         self.rings.insert(
             call_id.clone(),
             Ring {
                 forks,
                 state: tx,
-                media: Some((bound, ak, vk)),
+                early_tx,
+                bound,
+                keys: (ak, vk),
+                label,
+                counters: self.stats.call_counters(&call_id),
+                early: None,
                 from,
                 cancelled: false,
             },
@@ -162,118 +235,6 @@ impl Core {
             let _ = itx.send(Internal::RingTimeout { call_id });
         });
         Ok(handle)
-    }
-
-    pub(super) fn on_ring_response(&mut self, flow: &Flow, res: &Message) {
-        let call_id = res.call_id().to_owned();
-        let top_branch = res
-            .header("Via")
-            .and_then(|v| param(v, "branch"))
-            .unwrap_or_default()
-            .to_owned();
-        let Some(ring) = self.rings.get_mut(&call_id) else {
-            return;
-        };
-        let Some(idx) = ring.forks.iter().position(|f| {
-            f.invite.header("Via").and_then(|v| param(v, "branch")) == Some(top_branch.as_str())
-        }) else {
-            return;
-        };
-        let code = res.code().unwrap_or(0);
-        if code < 200 {
-            if code > 100 && *ring.state.borrow() == RingState::Calling {
-                let _ = ring.state.send(RingState::Ringing);
-            }
-            return;
-        }
-        let fork = &mut ring.forks[idx];
-        fork.done = true;
-        let ack = ack_for(&fork.invite, res, code >= 300, &self.local, flow);
-        flow.send(&ack);
-        if code >= 300 {
-            if ring.forks.iter().all(|f| f.done) {
-                let end = if ring.cancelled {
-                    RingState::Cancelled
-                } else {
-                    RingState::Rejected(code)
-                };
-                let _ = ring.state.send(end);
-                self.rings.remove(&call_id);
-            }
-            return;
-        }
-        // 2xx: the first one wins; the unit's media starts towards the bridge's answer.
-        let answer = PeerSdp::parse(&res.body);
-        let Some((bound, ak, vk)) = ring.media.take() else {
-            return; // a second 200 from another fork: already answered
-        };
-        let plan = match answer.check_answer() {
-            Ok((a, v)) => match (a.ip.or(v.ip), &a.crypto, &v.crypto) {
-                (Some(ip), Some(ac), Some(vc)) => Some(MediaPlan {
-                    remote_ip: ip,
-                    remote_audio_port: a.port,
-                    remote_video_port: v.port,
-                    audio_pt: a.pt.unwrap_or(96),
-                    video_pt: v.pt.unwrap_or(97),
-                    local_audio_key: ak,
-                    local_video_key: vk,
-                    remote_audio_key: ac.key.clone(),
-                    remote_video_key: vc.key.clone(),
-                    no_rtp_timeout: self.cfg.no_rtp_timeout,
-                }),
-                _ => None,
-            },
-            Err(e) => {
-                tracing::warn!(%call_id, "sim: unusable answer to the ring: {e}");
-                None
-            }
-        };
-        let invite = ring.forks[idx].invite.clone();
-        let others: Vec<(Flow, Message)> = ring
-            .forks
-            .iter_mut()
-            .filter(|f| !f.done)
-            .map(|f| {
-                f.done = true;
-                (f.flow.clone(), cancel_for(&f.invite))
-            })
-            .collect();
-        let _ = ring.state.send(RingState::Answered);
-        let from = ring.from.clone();
-        self.rings.remove(&call_id);
-        for (f, c) in &others {
-            f.send(c);
-        }
-        let media = plan.map(|plan| {
-            let (m, ended) =
-                MediaSession::start(bound, plan, self.stats.clone(), self.faults.clone());
-            let tx = self.internal.clone();
-            let id = call_id.clone();
-            tokio::spawn(async move {
-                if ended.await.is_ok() {
-                    let _ = tx.send(Internal::MediaEnded { call_id: id });
-                }
-            });
-            m
-        });
-        SimStats::bump(&self.stats.active_calls);
-        self.calls.insert(
-            call_id,
-            Call {
-                state: CallState::Established,
-                flow: flow.clone(),
-                invite: invite.clone(),
-                local_party: from,
-                remote_party: res.header("To").unwrap_or_default().to_owned(),
-                remote_target: uri_of(res.header("Contact").unwrap_or_default()).to_owned(),
-                local_cseq: 20,
-                devaddr: None,
-                local_sdp: String::from_utf8_lossy(&invite.body).into_owned(),
-                pending: None,
-                media,
-                contact: invite.header("Contact").unwrap_or_default().to_owned(),
-            },
-        );
     }
 
     /// Nobody answered: CANCEL every fork still pending (RFC 3261 §9.1).
@@ -288,6 +249,7 @@ impl Core {
             return;
         }
         ring.cancelled = true;
+        ring.stop_early();
         for f in ring.forks.iter().filter(|f| !f.done) {
             f.flow.send(&cancel_for(&f.invite));
         }
@@ -301,7 +263,7 @@ impl Core {
 }
 
 /// CANCEL for a pending INVITE: same Request-URI, top Via (branch), From, To, Call-ID, CSeq number.
-fn cancel_for(invite: &Message) -> Message {
+pub(super) fn cancel_for(invite: &Message) -> Message {
     let mut c = Message::request("CANCEL", invite.uri().unwrap_or_default());
     let (n, _) = invite.cseq();
     c.push("Via", invite.header("Via").unwrap_or_default())
@@ -316,7 +278,7 @@ fn cancel_for(invite: &Message) -> Message {
 
 /// ACK for a final response (RFC 3261 §17.1.1.3 for non-2xx: same branch; §13.2.2.4 for 2xx:
 /// a new transaction to the Contact of the 200).
-fn ack_for(
+pub(super) fn ack_for(
     invite: &Message,
     res: &Message,
     non_2xx: bool,
@@ -327,7 +289,7 @@ fn ack_for(
     let target = if non_2xx {
         invite.uri().unwrap_or_default().to_owned()
     } else {
-        let c = uri_of(res.header("Contact").unwrap_or_default());
+        let c = super::message::uri_of(res.header("Contact").unwrap_or_default());
         if c.is_empty() {
             invite.uri().unwrap_or_default().to_owned()
         } else {

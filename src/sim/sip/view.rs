@@ -1,5 +1,6 @@
 //! View calls as the unit answers them (c300x-protocol.md §4–§6): INVITE checks (486 without
-//! DEVADDR or when that panel is busy, 488 without SDES), 100/180/200 with the captured 200 OK
+//! DEVADDR, for a DEVADDR no configured panel has, or when that panel is busy; 488 without
+//! SDES), 100/180/200 with the captured 200 OK
 //! shape (Record-Route, loopback Contact, belle-sip User-Agent), ACK, BYE either way, CANCEL,
 //! re-INVITE (200 with the unchanged answer), and the hang-up when no RTP arrives from us.
 
@@ -10,7 +11,7 @@ use super::core::{ALLOW, Core, Internal, USER_AGENT, instance, response, tag};
 use super::message::{Message, param, uri_of, uri_user};
 use super::transport::Flow;
 use crate::proto::srtp::SdesKey;
-use crate::sim::media::{BoundMedia, MediaPlan, MediaSession};
+use crate::sim::media::{BoundMedia, MediaOptions, MediaPlan, MediaSession};
 use crate::sim::sdp::{self, OfferError, PeerSdp};
 use crate::sim::stats::{InDialogRequest, SimStats};
 
@@ -38,7 +39,7 @@ pub(crate) struct Call {
     pub devaddr: Option<String>,
     /// The SDP we answered with (repeated on re-INVITE).
     pub local_sdp: String,
-    pub pending: Option<(BoundMedia, MediaPlan)>,
+    pub pending: Option<(BoundMedia, MediaPlan, MediaOptions)>,
     pub media: Option<MediaSession>,
     pub contact: String,
 }
@@ -88,6 +89,15 @@ impl Core {
             }
         };
         let devaddr = offer.devaddr.clone();
+        // Each configured panel has its own picture; an address no panel has gets 486, as a
+        // numeric DEVADDR reportedly does on a C100X (§11; unverified on the C300X).
+        let label = match self.panel_label(devaddr.as_deref()) {
+            Ok(label) => label,
+            Err(()) => {
+                tracing::info!(%call_id, ?devaddr, "sim: no panel with that DEVADDR");
+                return self.reject(req, flow, 486, "Busy Here");
+            }
+        };
         if self
             .calls
             .values()
@@ -148,7 +158,15 @@ impl Core {
             local_cseq: 100,
             devaddr,
             local_sdp,
-            pending: Some((bound, plan)),
+            pending: Some((
+                bound,
+                plan,
+                MediaOptions {
+                    label,
+                    counters: Some(self.stats.call_counters(&call_id)),
+                    ..MediaOptions::default()
+                },
+            )),
             media: None,
             contact,
         };
@@ -198,9 +216,14 @@ impl Core {
         let invite = call.invite.clone();
         let flow = call.flow.clone();
         call.state = CallState::Established;
-        if let Some((bound, plan)) = call.pending.take() {
-            let (media, ended) =
-                MediaSession::start(bound, plan, self.stats.clone(), self.faults.clone());
+        if let Some((bound, plan, options)) = call.pending.take() {
+            let (media, ended) = MediaSession::start_with(
+                bound,
+                plan,
+                options,
+                self.stats.clone(),
+                self.faults.clone(),
+            );
             call.media = Some(media);
             let tx = self.internal.clone();
             let id = call_id.to_owned();
