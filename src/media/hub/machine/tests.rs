@@ -1,0 +1,722 @@
+//! Clock-free, table-driven tests of `HubMachine`: every phase transition (one row each), the
+//! remote-hang-up recovery rule, and the deadlines `poll_timeout` reports. Time is `t0 + ms`.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::media::hub::{CallEnd, HubSettings, HubState};
+
+const DEVADDR: u8 = 20;
+
+fn view() -> CallSource {
+    CallSource::View { devaddr: DEVADDR }
+}
+
+fn ring() -> CallSource {
+    CallSource::AnsweredRing {
+        call_id: "ring-1".into(),
+    }
+}
+
+/// Defaults, with round numbers: linger 15 s, start 10 s, no RTP 5 s, backoff 5 s, max 300 s.
+fn settings() -> HubSettings {
+    HubSettings {
+        linger: Duration::from_secs(15),
+        start_timeout: Duration::from_secs(10),
+        max_call: Duration::from_secs(300),
+        no_rtp_timeout: Duration::from_secs(5),
+        retry_backoff: Duration::from_secs(5),
+        ..HubSettings::default()
+    }
+}
+
+struct Rig {
+    m: HubMachine,
+    t0: Instant,
+}
+
+impl Rig {
+    fn new() -> Self {
+        Self {
+            m: HubMachine::new(DEVADDR, &settings()),
+            t0: Instant::now(),
+        }
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.t0 + Duration::from_millis(ms)
+    }
+
+    /// Feeds `input` at `ms` and returns the actions it produced.
+    fn step(&mut self, ms: u64, input: Input) -> Vec<Action> {
+        let now = self.at(ms);
+        self.m.handle(now, input);
+        std::iter::from_fn(|| self.m.poll_action()).collect()
+    }
+
+    fn steps(&mut self, steps: Vec<(u64, Input)>) -> Vec<Action> {
+        steps
+            .into_iter()
+            .flat_map(|(ms, i)| self.step(ms, i))
+            .collect()
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.m.phase() {
+            Phase::Idle => "idle",
+            Phase::Placing { source, .. } if source.is_view() => "placing view",
+            Phase::Placing { .. } => "placing ring",
+            Phase::Live(c) if c.source.is_view() => "live view",
+            Phase::Live(_) => "live ring",
+            Phase::Lingering { .. } => "lingering",
+            Phase::Backoff { .. } => "backoff",
+            Phase::Stopped => "stopped",
+        }
+    }
+}
+
+fn join(viewer: u64) -> Input {
+    Input::Join { viewer }
+}
+fn admitted(viewer: u64) -> Input {
+    Input::Admitted { viewer }
+}
+fn leave(viewer: u64) -> Input {
+    Input::Leave { viewer }
+}
+fn up(id: &str) -> Input {
+    Input::CallUp { call_id: id.into() }
+}
+fn answer() -> Input {
+    Input::AnswerRing {
+        call_id: "ring-1".into(),
+    }
+}
+fn ended(reason: CallEnd) -> Input {
+    Input::CallEnded { reason }
+}
+fn reject(viewer: u64, refusal: Refusal) -> Action {
+    Action::Reject { viewer, refusal }
+}
+
+/// Where each row starts; every setup ends at t0 + 1 s at the latest.
+#[derive(Debug, Clone, Copy)]
+enum From {
+    Idle,
+    /// Viewer 1 waits for a view call being placed.
+    PlacingView,
+    /// The user answers a ring; nobody watches.
+    PlacingRing,
+    /// Viewer 1 watches a view call with video.
+    LiveView,
+    /// Viewer 1 waits on a view call that has no video yet.
+    LiveViewNoVideo,
+    /// An answered ring is up, viewer 1 waits for its video.
+    LiveRingWaiting,
+    /// An answered ring is up, viewer 1 watches.
+    LiveRing,
+    /// Viewer 1 left a view call at 1 s.
+    Lingering,
+    /// The view call for viewer 1 failed at 1 s; viewer 2 joined since.
+    BackoffWaiting,
+    /// A view call failed at 1 s; nobody waits.
+    Backoff,
+    Stopped,
+    PrivacyOn,
+}
+
+fn setup(from: From) -> Rig {
+    let mut r = Rig::new();
+    let live = vec![
+        (0, join(1)),
+        (500, up("c1")),
+        (600, Input::Video),
+        (600, admitted(1)),
+    ];
+    let steps = match from {
+        From::Idle => vec![],
+        From::PlacingView => vec![(0, join(1))],
+        From::PlacingRing => vec![(0, answer())],
+        From::LiveView => live,
+        From::LiveViewNoVideo => vec![(0, join(1)), (500, up("c1"))],
+        From::LiveRingWaiting => vec![(0, answer()), (500, up("ring-1")), (600, join(1))],
+        From::LiveRing => vec![
+            (0, answer()),
+            (500, up("ring-1")),
+            (600, join(1)),
+            (700, Input::Video),
+            (700, admitted(1)),
+        ],
+        From::Lingering => [live, vec![(1000, leave(1))]].concat(),
+        From::BackoffWaiting => vec![
+            (0, join(1)),
+            (
+                1000,
+                Input::CallFailed {
+                    reason: "486".into(),
+                },
+            ),
+            (1000, join(2)),
+        ],
+        From::Backoff => vec![
+            (0, join(1)),
+            (
+                1000,
+                Input::CallFailed {
+                    reason: "486".into(),
+                },
+            ),
+        ],
+        From::Stopped => vec![(0, Input::Shutdown)],
+        From::PrivacyOn => vec![(0, Input::AllowStreaming(false))],
+    };
+    r.steps(steps);
+    r
+}
+
+struct Row {
+    from: From,
+    steps: Vec<(u64, Input)>,
+    actions: Vec<Action>,
+    to: &'static str,
+    state: HubState,
+}
+
+fn row(
+    from: From,
+    steps: Vec<(u64, Input)>,
+    actions: Vec<Action>,
+    to: &'static str,
+    state: HubState,
+) -> Row {
+    Row {
+        from,
+        steps,
+        actions,
+        to,
+        state,
+    }
+}
+
+#[test]
+fn every_phase_transition() {
+    use Action::*;
+    use HubState as S;
+    let s = 1000; // one second, in ms
+    let rows = vec![
+        // Idle
+        row(
+            From::Idle,
+            vec![(s, join(1))],
+            vec![Place(view())],
+            "placing view",
+            S::Starting,
+        ),
+        row(
+            From::Idle,
+            vec![(s, answer())],
+            vec![Place(ring())],
+            "placing ring",
+            S::Starting,
+        ),
+        row(From::Idle, vec![(s, Input::Timer)], vec![], "idle", S::Idle),
+        row(
+            From::Idle,
+            vec![(s, Input::Shutdown)],
+            vec![],
+            "stopped",
+            S::Idle,
+        ),
+        row(
+            From::Idle,
+            vec![(s, Input::HangUp)],
+            vec![],
+            "idle",
+            S::Idle,
+        ),
+        row(
+            From::PrivacyOn,
+            vec![(s, join(1))],
+            vec![reject(1, Refusal::StreamingDisabled)],
+            "idle",
+            S::Idle,
+        ),
+        row(
+            From::PrivacyOn,
+            vec![(s, Input::AllowStreaming(true)), (s, join(1))],
+            vec![Place(view())],
+            "placing view",
+            S::Starting,
+        ),
+        // Placing a view call
+        row(
+            From::PlacingView,
+            vec![(s, up("c1"))],
+            vec![],
+            "live view",
+            S::Starting,
+        ),
+        row(
+            From::PlacingView,
+            vec![(
+                s,
+                Input::CallFailed {
+                    reason: "486 Busy".into(),
+                },
+            )],
+            vec![reject(1, Refusal::CallFailed("486 Busy".into()))],
+            "backoff",
+            S::Failed,
+        ),
+        row(
+            From::PlacingView,
+            vec![(s, leave(1))],
+            vec![CancelPlacing],
+            "idle",
+            S::Idle,
+        ),
+        row(
+            From::PlacingView,
+            vec![(s, join(2))],
+            vec![],
+            "placing view",
+            S::Starting,
+        ),
+        row(
+            From::PlacingView,
+            vec![(10 * s, Input::Timer)],
+            vec![reject(1, Refusal::StartTimeout), CancelPlacing],
+            "backoff",
+            S::Failed,
+        ),
+        row(
+            From::PlacingView,
+            vec![(s, answer())],
+            vec![CancelPlacing, Place(ring())],
+            "placing ring",
+            S::Starting,
+        ),
+        row(
+            From::PlacingView,
+            vec![(s, Input::AllowStreaming(false))],
+            vec![reject(1, Refusal::StreamingDisabled), CancelPlacing],
+            "idle",
+            S::Idle,
+        ),
+        row(
+            From::PlacingView,
+            vec![(s, Input::Shutdown)],
+            vec![reject(1, Refusal::Stopped), CancelPlacing],
+            "stopped",
+            S::Idle,
+        ),
+        // Placing an answered ring: nobody watching never cancels it (issue 11, fault 3)
+        row(
+            From::PlacingRing,
+            vec![(s, up("ring-1"))],
+            vec![],
+            "live ring",
+            S::Starting,
+        ),
+        row(
+            From::PlacingRing,
+            vec![(s, join(1)), (2 * s, leave(1))],
+            vec![],
+            "placing ring",
+            S::Starting,
+        ),
+        row(
+            From::PlacingRing,
+            vec![(s, join(1)), (11 * s, Input::Timer)],
+            vec![reject(1, Refusal::StartTimeout)],
+            "placing ring",
+            S::Starting,
+        ),
+        row(
+            From::PlacingRing,
+            vec![(
+                s,
+                Input::CallFailed {
+                    reason: "no ACK".into(),
+                },
+            )],
+            vec![],
+            "backoff",
+            S::Failed,
+        ),
+        // A live view call
+        row(
+            From::LiveViewNoVideo,
+            vec![(s, Input::Video)],
+            vec![],
+            "live view",
+            S::Live,
+        ),
+        row(
+            From::LiveView,
+            vec![(s, join(2))],
+            vec![RequestKeyframe],
+            "live view",
+            S::Live,
+        ),
+        row(
+            From::LiveView,
+            vec![(s, leave(1))],
+            vec![],
+            "lingering",
+            S::Lingering,
+        ),
+        row(
+            From::LiveView,
+            vec![(s, Input::Packet), (5 * s, Input::Timer)],
+            vec![],
+            "live view",
+            S::Live,
+        ),
+        row(
+            From::LiveView,
+            vec![(s, Input::Packet), (6 * s, Input::Timer)],
+            vec![HangUp(CallEnd::NoRtp), Place(view())],
+            "placing view",
+            S::Starting,
+        ),
+        row(
+            From::LiveView,
+            vec![(300 * s, Input::Packet), (301 * s, Input::Timer)],
+            vec![HangUp(CallEnd::MaxCall), Place(view())],
+            "placing view",
+            S::Starting,
+        ),
+        row(
+            From::LiveView,
+            vec![(s, ended(CallEnd::RemoteBye))],
+            vec![HangUp(CallEnd::RemoteBye), Place(view())],
+            "placing view",
+            S::Starting,
+        ),
+        row(
+            From::LiveView,
+            vec![(s, ended(CallEnd::MediaDied))],
+            vec![HangUp(CallEnd::MediaDied), Place(view())],
+            "placing view",
+            S::Starting,
+        ),
+        row(
+            From::LiveView,
+            vec![(s, Input::HangUp)],
+            vec![HangUp(CallEnd::LocalHangUp), Place(view())],
+            "placing view",
+            S::Starting,
+        ),
+        row(
+            From::LiveView,
+            vec![(s, answer())],
+            vec![HangUp(CallEnd::RingAnswered), Place(ring())],
+            "placing ring",
+            S::Starting,
+        ),
+        row(
+            From::LiveView,
+            vec![(s, Input::AllowStreaming(false))],
+            vec![CloseViewers, HangUp(CallEnd::Privacy)],
+            "idle",
+            S::Idle,
+        ),
+        row(
+            From::LiveView,
+            vec![(s, Input::Shutdown)],
+            vec![CloseViewers, HangUp(CallEnd::Shutdown)],
+            "stopped",
+            S::Idle,
+        ),
+        row(
+            From::LiveViewNoVideo,
+            vec![(10 * s, Input::Timer)],
+            vec![
+                reject(1, Refusal::StartTimeout),
+                HangUp(CallEnd::StartTimeout),
+            ],
+            "backoff",
+            S::Failed,
+        ),
+        row(
+            From::LiveView,
+            vec![(s, up("stray"))],
+            vec![HangUp(CallEnd::Unwanted)],
+            "live view",
+            S::Live,
+        ),
+        // A live answered ring: no linger, not ended when a joiner gives up (fault 3)
+        row(
+            From::LiveRing,
+            vec![(s, leave(1)), (60 * s, Input::Timer)],
+            vec![],
+            "live ring",
+            S::Live,
+        ),
+        row(
+            From::LiveRingWaiting,
+            vec![(11 * s, Input::Timer)],
+            vec![reject(1, Refusal::StartTimeout)],
+            "live ring",
+            S::Starting,
+        ),
+        row(
+            From::LiveRing,
+            vec![(s, ended(CallEnd::RemoteBye))],
+            vec![HangUp(CallEnd::RemoteBye), Place(view())],
+            "placing view",
+            S::Starting,
+        ),
+        row(
+            From::LiveRing,
+            vec![(s, leave(1)), (2 * s, ended(CallEnd::RemoteBye))],
+            vec![HangUp(CallEnd::RemoteBye)],
+            "idle",
+            S::Idle,
+        ),
+        row(
+            From::LiveRing,
+            vec![(s, Input::HangUp)],
+            vec![HangUp(CallEnd::LocalHangUp), Place(view())],
+            "placing view",
+            S::Starting,
+        ),
+        // Lingering
+        row(
+            From::Lingering,
+            vec![(2 * s, join(2))],
+            vec![RequestKeyframe],
+            "live view",
+            S::Live,
+        ),
+        row(
+            From::Lingering,
+            vec![(15 * s, Input::Timer)],
+            vec![],
+            "lingering",
+            S::Lingering,
+        ),
+        row(
+            From::Lingering,
+            vec![(16 * s, Input::Timer)],
+            vec![HangUp(CallEnd::Linger)],
+            "idle",
+            S::Idle,
+        ),
+        row(
+            From::Lingering,
+            vec![(2 * s, ended(CallEnd::RemoteBye))],
+            vec![HangUp(CallEnd::RemoteBye)],
+            "idle",
+            S::Idle,
+        ),
+        row(
+            From::Lingering,
+            vec![(2 * s, Input::HangUp)],
+            vec![HangUp(CallEnd::LocalHangUp)],
+            "idle",
+            S::Idle,
+        ),
+        row(
+            From::Lingering,
+            vec![(2 * s, answer())],
+            vec![HangUp(CallEnd::RingAnswered), Place(ring())],
+            "placing ring",
+            S::Starting,
+        ),
+        row(
+            From::Lingering,
+            vec![(2 * s, Input::Shutdown)],
+            vec![HangUp(CallEnd::Shutdown)],
+            "stopped",
+            S::Idle,
+        ),
+        // Backoff
+        row(
+            From::BackoffWaiting,
+            vec![(5 * s, Input::Timer)],
+            vec![],
+            "backoff",
+            S::Failed,
+        ),
+        row(
+            From::BackoffWaiting,
+            vec![(6 * s, Input::Timer)],
+            vec![Place(view())],
+            "placing view",
+            S::Starting,
+        ),
+        row(
+            From::Backoff,
+            vec![(6 * s, Input::Timer)],
+            vec![],
+            "idle",
+            S::Idle,
+        ),
+        row(
+            From::Backoff,
+            vec![(2 * s, join(3))],
+            vec![],
+            "backoff",
+            S::Failed,
+        ),
+        row(
+            From::Backoff,
+            vec![(2 * s, answer())],
+            vec![Place(ring())],
+            "placing ring",
+            S::Starting,
+        ),
+        row(
+            From::BackoffWaiting,
+            vec![(2 * s, Input::Shutdown)],
+            vec![reject(2, Refusal::Stopped)],
+            "stopped",
+            S::Idle,
+        ),
+        // Stopped
+        row(
+            From::Stopped,
+            vec![(s, join(1))],
+            vec![reject(1, Refusal::Stopped)],
+            "stopped",
+            S::Idle,
+        ),
+        row(
+            From::Stopped,
+            vec![(s, answer())],
+            vec![RefuseAnswer {
+                call_id: "ring-1".into(),
+            }],
+            "stopped",
+            S::Idle,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (i, r) in rows.into_iter().enumerate() {
+        let mut rig = setup(r.from);
+        let what = format!("row {i}: {:?} + {:?}", r.from, r.steps);
+        let actions = rig.steps(r.steps);
+        if actions != r.actions || rig.kind() != r.to || rig.m.state() != r.state {
+            failures.push(format!(
+                "{what}\n  want {:?} → {} ({:?})\n  got  {actions:?} → {} ({:?})",
+                r.actions,
+                r.to,
+                r.state,
+                rig.kind(),
+                rig.m.state()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Issue 11, fault 1: every remote hang-up is recovered, not only the first of the process.
+#[test]
+fn remote_hang_ups_are_recovered_every_time_and_counted() {
+    let mut r = setup(From::LiveView);
+    for n in 1..=3u64 {
+        let t = n * 2000;
+        let a = r.step(t, ended(CallEnd::RemoteBye));
+        assert_eq!(
+            a,
+            [Action::HangUp(CallEnd::RemoteBye), Action::Place(view())],
+            "hang-up {n}"
+        );
+        r.steps(vec![(t + 500, up("again")), (t + 600, Input::Video)]);
+        assert_eq!(r.m.state(), HubState::Live);
+    }
+    assert_eq!(r.m.calls_ended(), [(CallEnd::RemoteBye, 3)]);
+    assert_eq!(r.m.calls_started(), 4);
+    // The call ends by the linger; a new viewer's first hang-up is again the first.
+    r.steps(vec![(10_000, leave(1)), (26_000, Input::Timer)]);
+    assert_eq!(r.kind(), "idle");
+    r.steps(vec![
+        (30_000, join(2)),
+        (30_500, up("new")),
+        (30_600, Input::Video),
+        (30_600, admitted(2)),
+    ]);
+    let a = r.step(31_000, ended(CallEnd::RemoteBye));
+    assert_eq!(
+        a,
+        [Action::HangUp(CallEnd::RemoteBye), Action::Place(view())]
+    );
+}
+
+#[test]
+fn short_calls_ended_by_the_intercom_back_off_after_five_in_a_row_and_stable_ones_reset() {
+    let mut r = setup(From::LiveView);
+    let mut t = 1000;
+    for n in 1..=QUICK_ENDS_IN_A_ROW {
+        let a = r.step(t, ended(CallEnd::RemoteBye));
+        assert!(a.contains(&Action::Place(view())), "end {n}: {a:?}");
+        r.step(t + 100, up("again"));
+        t += 1000;
+    }
+    let a = r.step(t, ended(CallEnd::RemoteBye));
+    assert_eq!(a, [Action::HangUp(CallEnd::RemoteBye)]);
+    assert_eq!(r.kind(), "backoff");
+    assert!(
+        r.m.last_error()
+            .is_some_and(|e| e.contains("6 calls in a row"))
+    );
+    // The viewer is kept; after the backoff a new call comes.
+    let a = r.step(t + 5000, Input::Timer);
+    assert_eq!(a, [Action::Place(view())]);
+    // A call that lasted STABLE_CALL starts the count again.
+    r.step(t + 5100, up("stable"));
+    let a = r.step(
+        t + 5100 + STABLE_CALL.as_millis() as u64,
+        ended(CallEnd::RemoteBye),
+    );
+    assert!(a.contains(&Action::Place(view())), "{a:?}");
+}
+
+#[test]
+fn poll_timeout_names_the_next_deadline() {
+    let r = setup(From::Idle);
+    assert_eq!(r.m.poll_timeout(), None);
+    let r = setup(From::PlacingView);
+    assert_eq!(r.m.poll_timeout(), Some(r.at(10_000)), "start timeout");
+    let mut r = setup(From::LiveView);
+    assert_eq!(
+        r.m.poll_timeout(),
+        Some(r.at(500 + 5000)),
+        "no RTP since the call came up"
+    );
+    r.step(2000, Input::Packet);
+    assert_eq!(r.m.poll_timeout(), Some(r.at(7000)), "moved by the packet");
+    let r = setup(From::Lingering);
+    assert_eq!(r.m.poll_timeout(), Some(r.at(16_000)), "linger");
+    let r = setup(From::Backoff);
+    assert_eq!(r.m.poll_timeout(), Some(r.at(6000)), "backoff");
+    let r = setup(From::LiveRing);
+    assert_eq!(
+        r.m.poll_timeout(),
+        Some(r.at(500 + 5000)),
+        "an answered ring with a viewer"
+    );
+}
+
+#[test]
+fn status_fields_follow_the_phase_and_change_only_on_transitions() {
+    let mut r = setup(From::LiveView);
+    assert!(r.m.take_changed());
+    assert_eq!(r.m.call().map(|c| c.call_id.as_str()), Some("c1"));
+    assert_eq!(r.m.source(), Some(&view()));
+    assert_eq!((r.m.watching(), r.m.waiting()), (1, 0));
+    for ms in 700..800 {
+        r.step(ms, Input::Packet);
+    }
+    assert!(!r.m.take_changed(), "packets are not transitions");
+    r.step(900, Input::HangUp);
+    assert!(r.m.take_changed());
+    assert_eq!(r.m.last_end().map(|(e, _)| e), Some(CallEnd::LocalHangUp));
+    assert!(
+        (r.m.call_seconds() - 0.4).abs() < 1e-9,
+        "{}",
+        r.m.call_seconds()
+    );
+}
