@@ -69,7 +69,13 @@ async fn start(s: SipSettings) -> SipHandle {
 }
 
 fn offer() -> String {
-    view_offer("127.0.0.1", (41000, 41002), (110, 96), Some("20"), true)
+    view_offer(
+        "127.0.0.1",
+        crate::rig::rtp_pair(),
+        (110, 96),
+        Some("20"),
+        true,
+    )
 }
 
 #[tokio::test]
@@ -170,8 +176,14 @@ async fn view_call_acks_and_byes_through_the_route_set() {
 async fn rejections_surface_as_typed_errors() {
     let sim = sim_with(|_| {}).await;
     let h = start(settings(&sim)).await;
-    let no_devaddr = view_offer("127.0.0.1", (41000, 41002), (110, 96), None, true);
-    let no_crypto = view_offer("127.0.0.1", (41000, 41002), (110, 96), Some("20"), false);
+    let no_devaddr = view_offer("127.0.0.1", crate::rig::rtp_pair(), (110, 96), None, true);
+    let no_crypto = view_offer(
+        "127.0.0.1",
+        crate::rig::rtp_pair(),
+        (110, 96),
+        Some("20"),
+        false,
+    );
     for (sdp, want) in [(no_devaddr, 486), (no_crypto, 488)] {
         match h.invite(20, sdp).await {
             Err(SipError::Rejected { code, .. }) => assert_eq!(code, want),

@@ -49,6 +49,12 @@ pub fn ports(n: u16) -> (u16, u16) {
     panic!("no {n} free ports in {FIRST}..{LAST}");
 }
 
+/// An audio and a video RTP port (even, each with its RTCP port free) for an SDP offer.
+pub fn rtp_pair() -> (u16, u16) {
+    let (first, _) = ports(4);
+    (first, first + 2)
+}
+
 /// One free TCP port (for a server the test cannot hand a listener to, e.g. the binary).
 pub fn tcp_port() -> u16 {
     ports(2).0
@@ -145,7 +151,6 @@ impl RigBuilder {
         };
         Rig {
             sim,
-            cfg,
             intercom,
             hubs,
             stop,
@@ -156,7 +161,6 @@ impl RigBuilder {
 /// A simulator, the bridge's registered intercom and its hubs; everything stops on drop.
 pub struct Rig {
     pub sim: Simulator,
-    pub cfg: Config,
     pub intercom: Intercom,
     pub hubs: Vec<StreamHub>,
     pub stop: CancellationToken,

@@ -67,7 +67,7 @@ fn post(uri: &str, body: &str, token: Option<&str>) -> Request<Body> {
 
 #[tokio::test]
 async fn status_json_has_the_fixed_fields() {
-    let rig = rig(44000, None, None).await;
+    let rig = rig(None, None).await;
     let app = router(rig.state.clone());
     let r = send(&app, get("/api/status")).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -87,7 +87,7 @@ async fn status_json_has_the_fixed_fields() {
 
 #[tokio::test]
 async fn unknown_panels_paths_and_hls_names_are_404_json() {
-    let rig = rig(44020, None, None).await;
+    let rig = rig(None, None).await;
     let app = router(rig.state.clone());
     for uri in [
         "/api/nope/snapshot.jpg",
@@ -125,7 +125,7 @@ async fn unknown_panels_paths_and_hls_names_are_404_json() {
 
 #[tokio::test]
 async fn mutations_need_the_token_unless_from_ingress() {
-    let rig = rig(44040, Some("s3cret"), None).await;
+    let rig = rig(Some("s3cret"), None).await;
     let app = router(rig.state.clone());
     let r = send(&app, post("/api/doorbell/unlock", "", None)).await;
     assert_eq!(
@@ -178,7 +178,7 @@ async fn mutations_need_the_token_unless_from_ingress() {
 
 #[tokio::test]
 async fn bad_json_is_400_and_the_privacy_switch_refuses_viewers() {
-    let rig = rig(44060, None, None).await;
+    let rig = rig(None, None).await;
     let app = router(rig.state.clone());
     for (uri, body) in [
         ("/api/streaming", "{not json"),
@@ -243,7 +243,7 @@ async fn bad_json_is_400_and_the_privacy_switch_refuses_viewers() {
 
 #[tokio::test]
 async fn snapshot_without_a_call_is_the_placeholder_and_places_no_call() {
-    let rig = rig(44080, None, None).await;
+    let rig = rig(None, None).await;
     let app = router(rig.state.clone());
     for _ in 0..3 {
         let r = send(&app, get("/api/doorbell/snapshot.jpg")).await;
@@ -264,7 +264,7 @@ async fn snapshot_without_a_call_is_the_placeholder_and_places_no_call() {
 
 #[tokio::test]
 async fn page_assets_metrics_and_ingress_base() {
-    let rig = rig(44100, None, None).await;
+    let rig = rig(None, None).await;
     let app = router(rig.state.clone());
     let r = send(&app, get("/")).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -317,7 +317,7 @@ async fn page_assets_metrics_and_ingress_base() {
 #[tokio::test]
 async fn demo_ring_button_and_endpoint_only_in_demo() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let rig = rig(44120, None, Some(DemoHooks { ring: tx })).await;
+    let rig = rig(None, Some(DemoHooks { ring: tx })).await;
     let app = router(rig.state.clone());
     assert!(
         send(&app, get("/"))
