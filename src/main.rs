@@ -313,7 +313,7 @@ async fn demo(mut cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()
     let demo = c300x_bridge::servers::http::DemoHooks { ring: ring_tx };
     let result = app::run_with(cfg, shutdown, Some(demo)).await;
     if let Ok(sim) = std::sync::Arc::try_unwrap(sim) {
-        let _ = tokio::time::timeout(Duration::from_secs(1), sim.shutdown()).await;
+        let _ = tokio::time::timeout(Duration::from_millis(500), sim.shutdown()).await;
     }
     Ok(result?)
 }
