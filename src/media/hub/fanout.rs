@@ -321,8 +321,11 @@ impl Fanout {
                 info: info.clone(),
                 lease,
             };
-            // A joiner that gave up meanwhile drops the viewer here, which sends its Leave.
-            if j.reply.send(Ok(viewer)).is_ok() {
+            // A joiner that gave up meanwhile is gone (dropping the viewer here sends a Leave
+            // too; the machine ignores the second).
+            if j.reply.send(Ok(viewer)).is_err() {
+                out.gone.push(j.id);
+            } else {
                 self.viewers.insert(
                     j.id,
                     Slot {

@@ -197,3 +197,16 @@ fn packets_without_a_call_are_ignored_and_joiners_wait() {
     );
     assert!(matches!(r.try_recv(), Ok(Err(HubError::Stopped { .. }))));
 }
+
+#[test]
+fn a_joiner_that_gave_up_before_its_keyframe_is_reported_gone() {
+    let mut f = fanout(8);
+    let mut cam = Cam { seq: 1, ts: 0 };
+    f.start_call();
+    let (r1, mut r2) = (joiner(&mut f, 1), joiner(&mut f, 2));
+    drop(r1);
+    let out = send(&mut f, cam.keyframe());
+    assert_eq!((out.admitted, out.gone), (vec![2], vec![1]));
+    assert_eq!(f.viewers(), 1);
+    assert!(r2.try_recv().is_ok());
+}
