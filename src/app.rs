@@ -1,22 +1,35 @@
-//! Wiring: builds the bridge from `Config` — the intercom (SIP + media), one stream hub per
-//! panel, the RTSP and HTTP servers and MQTT — hands each its part, and shuts down in order:
-//! servers stop taking viewers, hubs hang up (BYE), the SIP agent un-registers.
+//! Wiring and supervision: builds the bridge from `Config` — the intercom (SIP + media), one
+//! stream hub per panel, the RTSP and HTTP servers and MQTT — runs each as a named, supervised
+//! component (one that ends on its own or panics stops the bridge: non-zero exit, one log line
+//! naming it), and shuts down in order within 5 s: servers and hubs (BYE), then the SIP agent
+//! (un-REGISTER), then whatever is left is aborted.
+
+mod supervisor;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::intercom::Intercom;
 use crate::intercom::media::PortPool;
-use crate::intercom::sip::{RegistrationState, RingEvent};
-use crate::media::hub::{HubState, StreamHub};
+use crate::intercom::sip::RegistrationState;
+use crate::media::hub::{HubSettings, StreamHub};
 use crate::mqtt::{self, MqttSettings};
 use crate::servers::http::{self, DemoHooks, HttpState};
 use crate::servers::rtsp::{self, RtspSettings};
+
+pub use supervisor::{Components, Exit, test_panic};
+
+/// Servers, MQTT and hubs (their BYEs) get this long after the stop...
+const STOP_COMPONENTS: Duration = Duration::from_secs(3);
+/// ...and the SIP agent (BYE, un-REGISTER) until this, counted from the same start (`main`
+/// then gives leftovers 0.3 s, `demo` its simulator 0.5 s: 5 s in all).
+const STOP_ALL: Duration = Duration::from_millis(4200);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -31,6 +44,9 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    /// Already logged, once, when it happened.
+    #[error("component `{component}` {exit}")]
+    ComponentDied { component: String, exit: Exit },
 }
 
 /// Where the servers listen: every interface (the add-on runs with host networking).
@@ -62,8 +78,27 @@ pub async fn run_with(
     let sip_stop = CancellationToken::new();
     let hub_stop = CancellationToken::new();
     let server_stop = CancellationToken::new();
-    let intercom = Intercom::start(&cfg, sip_stop.clone()).await?;
-    let hubs = StreamHub::for_panels(&cfg, &intercom, &hub_stop);
+    // A signal during start-up (a slow DNS answer for the intercom) stops it at once.
+    let intercom = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        r = Intercom::start(&cfg, sip_stop.clone()) => r?,
+    };
+    let mut sip = Components::default();
+    let handle = intercom.sip().clone();
+    sip.spawn("sip", async move { handle.stopped().await });
+
+    let mut parts = Components::default();
+    let mut hubs = Vec::new();
+    for panel in &cfg.panels {
+        let settings = HubSettings::from_config(&cfg);
+        let (hub, task) =
+            StreamHub::new(panel.clone(), intercom.clone(), settings, hub_stop.clone());
+        parts.spawn(format!("hub:{}", panel.name), async move {
+            task.await;
+            Ok(())
+        });
+        hubs.push(hub);
+    }
 
     let rtsp_settings = RtspSettings {
         user: cfg.rtsp_user.clone(),
@@ -73,44 +108,58 @@ pub async fn run_with(
         session_timeout: Duration::from_secs(60),
         udp_ports: PortPool::new(cfg.rtp_port_min, cfg.rtp_port_max),
     };
-    let mut tasks = vec![tokio::spawn(rtsp::run(
+    let rtsp = rtsp::run(
         rtsp_listener,
         hubs.clone(),
         rtsp_settings,
         server_stop.clone(),
-    ))];
+    );
+    parts.spawn("rtsp", async move {
+        rtsp.await;
+        Ok(())
+    });
     let state = HttpState {
         hubs: hubs.clone(),
         intercom: intercom.clone(),
         config: Arc::new(cfg.clone()),
         demo,
     };
-    tasks.push(tokio::spawn(http::run(
-        http_listener,
-        state,
-        server_stop.clone(),
-    )));
+    let web = http::run(http_listener, state, server_stop.clone());
+    parts.spawn("http", async move {
+        web.await;
+        Ok(())
+    });
 
     let mqtt_settings = match MqttSettings::from_config(&cfg) {
         Some(s) => Some(s),
-        None => match MqttSettings::from_supervisor().await {
-            Ok(s) => s,
-            Err(e) => {
+        None => tokio::select! {
+            _ = shutdown.cancelled() => None,
+            r = MqttSettings::from_supervisor() => r.unwrap_or_else(|e| {
                 tracing::warn!("MQTT: the Supervisor did not give a broker: {e}");
                 None
-            }
+            }),
         },
     };
     match mqtt_settings {
-        Some(m) => tasks.push(tokio::spawn(mqtt::run(
-            m,
-            cfg.clone(),
-            intercom.clone(),
-            hubs.clone(),
-            server_stop.clone(),
-        ))),
+        Some(m) => {
+            let task = mqtt::run(
+                m,
+                cfg.clone(),
+                intercom.clone(),
+                hubs.clone(),
+                server_stop.clone(),
+            );
+            parts.spawn("mqtt", async move {
+                task.await;
+                Ok(())
+            });
+        }
         None => tracing::info!("MQTT off: no broker configured (set mqtt_url)"),
     }
+    parts.spawn(
+        "events",
+        log_registration(intercom.clone(), server_stop.clone()),
+    );
     tracing::info!(
         intercom = cfg.intercom_host.as_deref().unwrap_or_default(),
         port = cfg.intercom_sip_port,
@@ -121,31 +170,50 @@ pub async fn run_with(
         "bridge started"
     );
 
-    log_events(&intercom, &shutdown).await;
+    // Until the signal, or a component that ends: either way everything stops.
+    let died = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        Some(exit) = parts.next_exit() => Some(exit),
+        Some(exit) = sip.next_exit() => Some(exit),
+    };
+    if let Some((name, exit)) = &died {
+        tracing::error!("component `{name}` {exit}; stopping the bridge");
+    }
 
-    // Orderly stop: no new viewers, then every call gets its BYE, then un-REGISTER.
+    // Orderly stop, bounded: no new viewers and every call's BYE, then un-REGISTER.
+    let start = Instant::now();
     server_stop.cancel();
     hub_stop.cancel();
-    wait_hubs_idle(&hubs, Duration::from_secs(4)).await;
-    intercom.sip().shutdown().await;
-    sip_stop.cancel();
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+    let late = parts.stop_by(start + STOP_COMPONENTS).await;
+    if !late.is_empty() {
+        tracing::warn!(?late, "components did not stop in time: aborted");
     }
-    tracing::info!("bridge stopped");
-    Ok(())
+    if tokio::time::timeout_at(start + STOP_ALL, intercom.sip().shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the SIP agent did not finish its BYEs and un-REGISTER in time");
+    }
+    sip_stop.cancel();
+    sip.stop_by(start + STOP_ALL).await;
+    tracing::info!(ms = start.elapsed().as_millis() as u64, "bridge stopped");
+    match died {
+        Some((component, exit)) => Err(AppError::ComponentDied { component, exit }),
+        None => Ok(()),
+    }
 }
 
-/// Logs registration changes and the end of rings until `shutdown`.
-async fn log_events(intercom: &Intercom, shutdown: &CancellationToken) {
+/// Logs registration changes until `stop` (ring ends are logged once, by the SIP agent).
+async fn log_registration(intercom: Intercom, stop: CancellationToken) -> Result<(), String> {
     let mut registration = intercom.sip().registration();
-    let mut rings = intercom.sip().rings();
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = stop.cancelled() => return Ok(()),
             changed = registration.changed() => {
                 if changed.is_err() {
-                    return;
+                    // The SIP agent is gone: its own watcher reports that.
+                    stop.cancelled().await;
+                    return Ok(());
                 }
                 let state = registration.borrow_and_update().clone();
                 match state {
@@ -154,28 +222,8 @@ async fn log_events(intercom: &Intercom, shutdown: &CancellationToken) {
                     other => tracing::debug!(?other, "registration"),
                 }
             }
-            // The SIP agent logs the ring itself; its end is worth a line here.
-            ring = rings.recv() => match ring {
-                Ok(RingEvent::Ended(e)) => tracing::info!(call_id = %e.call_id, reason = ?e.reason, "ring ended"),
-                Ok(RingEvent::Incoming(_)) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(_) => return,
-            },
         }
     }
-}
-
-async fn wait_hubs_idle(hubs: &[StreamHub], limit: Duration) {
-    let all = async {
-        for h in hubs {
-            let mut w = h.status_watch();
-            let _ = w
-                .wait_for(|s| {
-                    matches!(s.state, HubState::Idle | HubState::Failed) && s.call_id.is_none()
-                })
-                .await;
-        }
-    };
-    let _ = tokio::time::timeout(limit, all).await;
 }
 
 /// What a user can connect to, one line each, for `demo` and the logs.

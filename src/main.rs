@@ -1,5 +1,6 @@
 //! The `c300x-bridge` command line: run | demo | sim | config | check.
-//! Exit codes: 0 ok, 1 runtime failure, 2 bad configuration (one line naming the key).
+//! Exit codes: 0 ok (also after SIGTERM/Ctrl-C), 1 runtime failure (a component of the bridge
+//! that died is named in one log line), 2 bad configuration (one line naming the key).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -163,8 +164,20 @@ fn main() -> ExitCode {
             Command::Config { .. } => Ok(()),
         }
     });
+    // Whatever a stopped component left behind (a blocking DNS lookup, a stuck decoder) must
+    // not hold the exit: the shutdown itself is bounded (app.rs), so is this.
+    runtime.shutdown_timeout(Duration::from_millis(300));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Logged once, naming the component, when it happened.
+        Err(e)
+            if matches!(
+                e.downcast_ref::<app::AppError>(),
+                Some(app::AppError::ComponentDied { .. })
+            ) =>
+        {
+            ExitCode::from(1)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
@@ -327,7 +340,7 @@ async fn demo(mut cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()
     let demo = c300x_bridge::servers::http::DemoHooks { ring: ring_tx };
     let result = app::run_with(cfg, shutdown, Some(demo)).await;
     if let Ok(sim) = std::sync::Arc::try_unwrap(sim) {
-        sim.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_millis(500), sim.shutdown()).await;
     }
     Ok(result?)
 }

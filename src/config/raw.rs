@@ -12,9 +12,10 @@ use super::{ConfigError, MASK, Origin, Sources};
 /// Environment variables carrying options start with this, followed by the key in upper case.
 pub const ENV_PREFIX: &str = "C300X_";
 
-/// `C300X_*` names that are not options (the command line's own settings); `Sources::from_process_env`
-/// skips them so they are not reported as unknown options.
-pub const RESERVED_ENV: &[&str] = &["C300X_CONFIG", "C300X_OPTIONS_JSON"];
+/// `C300X_*` names that are not options (the command line's own settings, and the supervision
+/// tests' `C300X_TEST_PANIC` hook); `Sources::from_process_env` skips them so they are not
+/// reported as unknown options.
+pub const RESERVED_ENV: &[&str] = &["C300X_CONFIG", "C300X_OPTIONS_JSON", "C300X_TEST_PANIC"];
 
 /// How a key's text (from env or `--set`) is turned into a value, and whether it is masked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

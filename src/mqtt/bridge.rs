@@ -277,7 +277,10 @@ impl Bridge {
                 let missed = match e.reason {
                     RingEndReason::Timeout => true,
                     RingEndReason::Cancelled => long,
-                    RingEndReason::Rejected | RingEndReason::ConnectionLost => false,
+                    RingEndReason::Rejected
+                    | RingEndReason::ConnectionLost
+                    | RingEndReason::Answered
+                    | RingEndReason::AnswerFailed => false,
                 };
                 if missed {
                     let payload = discovery::doorbell_event("missed", &panel, SystemTime::now());

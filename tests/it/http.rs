@@ -15,7 +15,7 @@ use c300x_bridge::servers::http::{DemoHooks, HttpState};
 use c300x_bridge::sim::{SimConfig, SimStats, Simulator};
 use tokio_util::sync::CancellationToken;
 
-use crate::intercom_calls::{bridge, config_for};
+use crate::rig::{config_for, intercom};
 
 /// A simulator, the bridge's intercom and one hub ("doorbell", DEVADDR 20) behind an `HttpState`.
 pub struct Rig {
@@ -33,9 +33,10 @@ pub fn quick_hub() -> HubSettings {
     }
 }
 
-pub async fn rig(rtp_base: u16, token: Option<&str>, demo: Option<DemoHooks>) -> Rig {
+pub async fn rig(token: Option<&str>, demo: Option<DemoHooks>) -> Rig {
     let sim = Simulator::start(SimConfig::default()).await.expect("sim");
-    let (intercom, stop) = bridge(&sim, rtp_base).await;
+    let base = config_for(&sim);
+    let (intercom, stop) = intercom(&base).await;
     let config = Config {
         api_token: token.map(Secret::new),
         locks: vec![Lock {
@@ -44,7 +45,7 @@ pub async fn rig(rtp_base: u16, token: Option<&str>, demo: Option<DemoHooks>) ->
             pulse: Duration::from_millis(100),
         }],
         start_timeout: Duration::from_secs(8),
-        ..config_for(&sim, rtp_base)
+        ..base
     };
     let hubs = config
         .panels
@@ -64,7 +65,7 @@ pub fn stat(sim: &Simulator, f: impl Fn(&SimStats) -> &std::sync::atomic::Atomic
     f(&sim.stats()).load(Ordering::SeqCst)
 }
 
-pub use crate::intercom_calls::eventually;
+pub use crate::rig::eventually;
 
 /// Width and height from a baseline JPEG's SOF0 marker, after checking SOI and EOI.
 pub fn jpeg_size(jpeg: &[u8]) -> Option<(u16, u16)> {

@@ -6,50 +6,24 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use c300x_bridge::config::Panel;
-use c300x_bridge::intercom::Intercom;
-use c300x_bridge::media::hub::{
-    Frame, HubError, HubSettings, HubState, StreamHub, Viewer, ViewerKind,
-};
+use c300x_bridge::media::hub::{Frame, HubError, HubSettings, HubState, Viewer, ViewerKind};
 use c300x_bridge::sim::{RingState, SimConfig, SimStats, Simulator};
-use tokio_util::sync::CancellationToken;
 
-use crate::intercom_calls::{bridge, eventually, next_ring};
+use crate::intercom_calls::next_ring;
+use crate::rig::{Rig, eventually};
 
 const T: Duration = Duration::from_secs(15);
 
 fn quick() -> HubSettings {
-    HubSettings {
-        linger: Duration::from_millis(800),
-        start_timeout: Duration::from_secs(8),
-        no_rtp_timeout: Duration::from_secs(2),
-        retry_backoff: Duration::from_millis(200),
-        ..HubSettings::default()
-    }
+    crate::rig::quick_hub()
 }
 
-async fn setup(
-    sim_cfg: SimConfig,
-    rtp_base: u16,
-    settings: HubSettings,
-) -> (Simulator, StreamHub, CancellationToken) {
-    let (sim, hub, _, stop) = setup_with_intercom(sim_cfg, rtp_base, settings).await;
-    (sim, hub, stop)
-}
-
-async fn setup_with_intercom(
-    sim_cfg: SimConfig,
-    rtp_base: u16,
-    settings: HubSettings,
-) -> (Simulator, StreamHub, Intercom, CancellationToken) {
-    let sim = Simulator::start(sim_cfg).await.expect("sim");
-    let (intercom, stop) = bridge(&sim, rtp_base).await;
-    let panel = Panel {
-        name: "doorbell".into(),
-        devaddr: 20,
-    };
-    let hub = StreamHub::start(panel, intercom.clone(), settings, stop.clone());
-    (sim, hub, intercom, stop)
+async fn setup(sim_cfg: SimConfig, settings: HubSettings) -> Rig {
+    Rig::builder()
+        .sim(|c| *c = sim_cfg)
+        .hub(settings)
+        .start()
+        .await
 }
 
 fn get(sim: &Simulator, f: impl Fn(&SimStats) -> &std::sync::atomic::AtomicU64) -> u64 {
@@ -70,20 +44,21 @@ async fn next_video(
 
 #[tokio::test]
 async fn no_viewer_no_call_even_while_snapshots_are_read() {
-    let (sim, hub, stop) = setup(SimConfig::default(), 42000, quick()).await;
+    let rig = setup(SimConfig::default(), quick()).await;
+    let (sim, hub) = (&rig.sim, rig.hub());
     for _ in 0..20 {
         assert!(hub.last_keyframe().is_none());
         assert!(hub.stream_info().is_none());
         assert_eq!(hub.status().state, HubState::Idle);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(get(&sim, |s| &s.invites_received), 0);
-    stop.cancel();
+    assert_eq!(get(sim, |s| &s.invites_received), 0);
 }
 
 #[tokio::test]
 async fn one_viewer_one_call_starting_with_a_keyframe() {
-    let (sim, hub, stop) = setup(SimConfig::default(), 42020, quick()).await;
+    let rig = setup(SimConfig::default(), quick()).await;
+    let (sim, hub) = (&rig.sim, rig.hub());
     let mut v = hub.join(ViewerKind::Rtsp).await.expect("join");
     assert_eq!((v.info.video.width, v.info.video.height), (400, 288));
     assert!(v.info.audio.is_some(), "AAC config known");
@@ -94,18 +69,18 @@ async fn one_viewer_one_call_starting_with_a_keyframe() {
     let status = hub.status();
     assert_eq!((status.state, status.viewers), (HubState::Live, 1));
     assert!(status.call_id.is_some() && status.width == Some(400));
-    assert_eq!(get(&sim, |s| &s.invites_received), 1);
+    assert_eq!(get(sim, |s| &s.invites_received), 1);
     assert!(
         hub.last_keyframe().is_some(),
         "snapshots get the newest keyframe"
     );
     drop(v);
-    stop.cancel();
 }
 
 #[tokio::test]
 async fn ten_viewers_share_one_call() {
-    let (sim, hub, stop) = setup(SimConfig::default(), 42040, quick()).await;
+    let rig = setup(SimConfig::default(), quick()).await;
+    let (sim, hub) = (&rig.sim, rig.hub());
     let joins = (0..10).map(|_| {
         let hub = hub.clone();
         tokio::spawn(async move { hub.join(ViewerKind::Hls).await })
@@ -117,10 +92,9 @@ async fn ten_viewers_share_one_call() {
     for v in viewers.iter_mut() {
         assert!(next_video(v).await.is_some_and(|f| f.au.keyframe));
     }
-    assert_eq!(get(&sim, |s| &s.invites_received), 1);
-    assert_eq!(get(&sim, |s| &s.active_calls), 1);
+    assert_eq!(get(sim, |s| &s.invites_received), 1);
+    assert_eq!(get(sim, |s| &s.active_calls), 1);
     assert_eq!(hub.status().viewers, 10);
-    stop.cancel();
 }
 
 #[tokio::test]
@@ -129,20 +103,21 @@ async fn bye_after_the_linger_not_before_and_a_returning_viewer_reuses_the_call(
         linger: Duration::from_millis(1500),
         ..quick()
     };
-    let (sim, hub, stop) = setup(SimConfig::default(), 42060, settings).await;
+    let rig = setup(SimConfig::default(), settings).await;
+    let (sim, hub) = (&rig.sim, rig.hub());
     let v = hub.join(ViewerKind::Mjpeg).await.expect("join");
     drop(v);
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(get(&sim, |s| &s.active_calls), 1, "still lingering");
+    assert_eq!(get(sim, |s| &s.active_calls), 1, "still lingering");
     assert_eq!(hub.status().state, HubState::Lingering);
     // Back within the linger: same call, frames at once.
     let mut v = hub.join(ViewerKind::Mjpeg).await.expect("rejoin");
     assert!(next_video(&mut v).await.is_some_and(|f| f.au.keyframe));
-    assert_eq!(get(&sim, |s| &s.invites_received), 1);
+    assert_eq!(get(sim, |s| &s.invites_received), 1);
     let left = Instant::now();
     drop(v);
     eventually("BYE after the linger", T, || {
-        get(&sim, |s| &s.active_calls) == 0
+        get(sim, |s| &s.active_calls) == 0
     })
     .await;
     assert!(
@@ -150,7 +125,7 @@ async fn bye_after_the_linger_not_before_and_a_returning_viewer_reuses_the_call(
         "BYE came too early: {:?}",
         left.elapsed()
     );
-    assert_eq!(get(&sim, |s| &s.byes_received), 1);
+    assert_eq!(get(sim, |s| &s.byes_received), 1);
     eventually("idle", T, || hub.status().state == HubState::Idle).await;
     let status = hub.status();
     assert_eq!(
@@ -164,24 +139,21 @@ async fn bye_after_the_linger_not_before_and_a_returning_viewer_reuses_the_call(
         status.call_seconds
     );
     assert_eq!(status.srtp_failures, 0);
-    stop.cancel();
 }
 
 #[tokio::test]
 async fn silence_from_the_intercom_brings_a_new_call() {
-    let (sim, hub, stop) = setup(SimConfig::default(), 42080, quick()).await;
+    let rig = setup(SimConfig::default(), quick()).await;
+    let (sim, hub) = (&rig.sim, rig.hub());
     let mut v = hub.join(ViewerKind::Rtsp).await.expect("join");
     next_video(&mut v).await.expect("video");
     sim.faults().media_stopped.store(true, Ordering::SeqCst);
     eventually("BYE for the silent call", T, || {
-        get(&sim, |s| &s.byes_received) == 1
+        get(sim, |s| &s.byes_received) == 1
     })
     .await;
     sim.faults().media_stopped.store(false, Ordering::SeqCst);
-    eventually("a new INVITE", T, || {
-        get(&sim, |s| &s.invites_received) == 2
-    })
-    .await;
+    eventually("a new INVITE", T, || get(sim, |s| &s.invites_received) == 2).await;
     // The viewer stays and gets a discontinuity, then frames of the new call.
     let mut saw_break = false;
     let deadline = Instant::now() + T;
@@ -200,17 +172,17 @@ async fn silence_from_the_intercom_brings_a_new_call() {
             _ => {}
         }
     }
-    stop.cancel();
 }
 
 #[tokio::test]
 async fn remote_bye_reinvites_with_viewers_and_not_without() {
-    let (sim, hub, stop) = setup(SimConfig::default(), 42100, quick()).await;
+    let rig = setup(SimConfig::default(), quick()).await;
+    let (sim, hub) = (&rig.sim, rig.hub());
     let mut v = hub.join(ViewerKind::Rtsp).await.expect("join");
     next_video(&mut v).await.expect("video");
     assert_eq!(sim.hang_up_all().await.expect("bye"), 1);
     eventually("re-INVITE", T, || {
-        get(&sim, |s| &s.active_calls) == 1 && get(&sim, |s| &s.invites_received) == 2
+        get(sim, |s| &s.active_calls) == 1 && get(sim, |s| &s.invites_received) == 2
     })
     .await;
     // Without viewers (lingering), a remote BYE is the end.
@@ -218,10 +190,9 @@ async fn remote_bye_reinvites_with_viewers_and_not_without() {
     eventually("lingering", T, || hub.status().state == HubState::Lingering).await;
     assert_eq!(sim.hang_up_all().await.expect("bye"), 1);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(get(&sim, |s| &s.invites_received), 2);
-    assert_eq!(get(&sim, |s| &s.active_calls), 0);
+    assert_eq!(get(sim, |s| &s.invites_received), 2);
+    assert_eq!(get(sim, |s| &s.active_calls), 0);
     assert_eq!(hub.status().state, HubState::Idle);
-    stop.cancel();
 }
 
 #[tokio::test]
@@ -230,19 +201,19 @@ async fn maximum_call_length_ends_the_call_and_viewers_get_a_new_one() {
         max_call: Duration::from_secs(2),
         ..quick()
     };
-    let (sim, hub, stop) = setup(SimConfig::default(), 42120, settings).await;
+    let rig = setup(SimConfig::default(), settings).await;
+    let (sim, hub) = (&rig.sim, rig.hub());
     let mut v = hub.join(ViewerKind::Rtsp).await.expect("join");
     next_video(&mut v).await.expect("video");
     eventually("a second call after max_call", T, || {
-        get(&sim, |s| &s.invites_received) >= 2
+        get(sim, |s| &s.invites_received) >= 2
     })
     .await;
-    assert!(get(&sim, |s| &s.byes_received) >= 1);
+    assert!(get(sim, |s| &s.byes_received) >= 1);
     eventually("the second call is up", T, || {
-        get(&sim, |s| &s.active_calls) == 1
+        get(sim, |s| &s.active_calls) == 1
     })
     .await;
-    stop.cancel();
 }
 
 #[tokio::test]
@@ -251,7 +222,8 @@ async fn a_slow_viewer_loses_frames_and_never_slows_a_fast_one() {
         viewer_queue: 8,
         ..quick()
     };
-    let (_sim, hub, stop) = setup(SimConfig::default(), 42140, settings).await;
+    let rig = setup(SimConfig::default(), settings).await;
+    let (_sim, hub) = (&rig.sim, rig.hub());
     let _slow = hub.join(ViewerKind::Rtsp).await.expect("slow");
     let mut fast = hub.join(ViewerKind::Rtsp).await.expect("fast");
     let mut last = Instant::now();
@@ -272,16 +244,16 @@ async fn a_slow_viewer_loses_frames_and_never_slows_a_fast_one() {
         hub.status().frames_dropped > 0,
         "the slow viewer's drops are counted"
     );
-    stop.cancel();
 }
 
 #[tokio::test]
 async fn privacy_switch_refuses_viewers_and_ends_the_call() {
-    let (sim, hub, stop) = setup(SimConfig::default(), 42160, quick()).await;
+    let rig = setup(SimConfig::default(), quick()).await;
+    let (sim, hub) = (&rig.sim, rig.hub());
     let mut v = hub.join(ViewerKind::Hls).await.expect("join");
     next_video(&mut v).await.expect("video");
     hub.allow_streaming(false);
-    eventually("call ended", T, || get(&sim, |s| &s.active_calls) == 0).await;
+    eventually("call ended", T, || get(sim, |s| &s.active_calls) == 0).await;
     // The open viewer's stream ends.
     let end = tokio::time::timeout(T, async { while v.frames.recv().await.is_some() {} }).await;
     assert!(end.is_ok(), "viewer stream closed");
@@ -291,7 +263,6 @@ async fn privacy_switch_refuses_viewers_and_ends_the_call() {
     ));
     hub.allow_streaming(true);
     assert!(hub.join(ViewerKind::Hls).await.is_ok());
-    stop.cancel();
 }
 
 #[tokio::test]
@@ -300,7 +271,8 @@ async fn no_video_within_the_start_timeout_is_a_clear_error_and_no_call_remains(
         start_timeout: Duration::from_secs(1),
         ..quick()
     };
-    let (sim, hub, stop) = setup(SimConfig::default(), 42180, settings).await;
+    let rig = setup(SimConfig::default(), settings).await;
+    let (sim, hub) = (&rig.sim, rig.hub());
     sim.faults().media_stopped.store(true, Ordering::SeqCst);
     let started = Instant::now();
     let err = hub.join(ViewerKind::Rtsp).await.err().expect("times out");
@@ -310,16 +282,15 @@ async fn no_video_within_the_start_timeout_is_a_clear_error_and_no_call_remains(
     );
     assert!(started.elapsed() < Duration::from_secs(3));
     eventually("the silent call is hung up", T, || {
-        get(&sim, |s| &s.active_calls) == 0
+        get(sim, |s| &s.active_calls) == 0
     })
     .await;
-    stop.cancel();
 }
 
 #[tokio::test]
 async fn an_answered_ring_feeds_the_viewers_without_a_second_call() {
-    let (sim, hub, intercom, stop) =
-        setup_with_intercom(SimConfig::default(), 42200, quick()).await;
+    let rig = setup(SimConfig::default(), quick()).await;
+    let (sim, hub, intercom) = (&rig.sim, rig.hub(), &rig.intercom);
     let mut rings = intercom.sip().rings();
     let mut ring = sim.ring(20).await.expect("ring");
     let incoming = next_ring(&mut rings).await;
@@ -335,17 +306,16 @@ async fn an_answered_ring_feeds_the_viewers_without_a_second_call() {
     let mut v = hub.join(ViewerKind::Rtsp).await.expect("join");
     assert!(next_video(&mut v).await.is_some_and(|f| f.au.keyframe));
     assert_eq!(
-        get(&sim, |s| &s.invites_received),
+        get(sim, |s| &s.invites_received),
         0,
         "no view call was placed"
     );
     // The answered call outlives the linger: it is the user's conversation.
     drop(v);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(get(&sim, |s| &s.active_calls), 1);
+    assert_eq!(get(sim, |s| &s.active_calls), 1);
     hub.hang_up();
-    eventually("hung up", T, || get(&sim, |s| &s.active_calls) == 0).await;
-    stop.cancel();
+    eventually("hung up", T, || get(sim, |s| &s.active_calls) == 0).await;
 }
 
 #[tokio::test]
@@ -358,7 +328,8 @@ async fn two_hundred_random_joins_and_leaves_leave_nothing_behind() {
         answer_delay: Duration::from_millis(10),
         ..SimConfig::default()
     };
-    let (sim, hub, stop) = setup(sim_cfg, 42220, settings).await;
+    let rig = setup(sim_cfg, settings).await;
+    let (sim, hub) = (&rig.sim, rig.hub());
     let mut tasks = Vec::new();
     for i in 0..200u64 {
         let hub = hub.clone();
@@ -374,21 +345,18 @@ async fn two_hundred_random_joins_and_leaves_leave_nothing_behind() {
         t.await.expect("task");
     }
     eventually("no viewers", T, || hub.status().viewers == 0).await;
-    eventually("no call", T, || get(&sim, |s| &s.active_calls) == 0).await;
+    eventually("no call", T, || get(sim, |s| &s.active_calls) == 0).await;
     eventually("idle", T, || hub.status().state == HubState::Idle).await;
-    println!(
-        "200 joins used {} calls",
-        get(&sim, |s| &s.invites_received)
-    );
-    stop.cancel();
+    println!("200 joins used {} calls", get(sim, |s| &s.invites_received));
 }
 
 #[tokio::test]
 async fn packet_loss_brings_keyframe_requests_and_viewers_keep_going() {
-    let (sim, hub, stop) = setup(SimConfig::default(), 42240, quick()).await;
+    let rig = setup(SimConfig::default(), quick()).await;
+    let (sim, hub) = (&rig.sim, rig.hub());
     let mut v = hub.join(ViewerKind::Rtsp).await.expect("join");
     next_video(&mut v).await.expect("video");
-    let plis_before = get(&sim, |s| &s.plis_received);
+    let plis_before = get(sim, |s| &s.plis_received);
     sim.faults().loss_percent.store(10, Ordering::SeqCst);
     let end = Instant::now() + Duration::from_secs(4);
     let (mut frames, mut keyframes) = (0, 0);
@@ -401,13 +369,12 @@ async fn packet_loss_brings_keyframe_requests_and_viewers_keep_going() {
     println!("with 10 % loss: {frames} whole pictures, {keyframes} keyframes in 4 s");
     assert!(keyframes >= 1 && frames >= keyframes);
     assert!(
-        get(&sim, |s| &s.plis_received) > plis_before,
+        get(sim, |s| &s.plis_received) > plis_before,
         "the hub asked for IDRs after loss"
     );
     assert_eq!(
-        get(&sim, |s| &s.invites_received),
+        get(sim, |s| &s.invites_received),
         1,
         "loss is not a reason for a new call"
     );
-    stop.cancel();
 }

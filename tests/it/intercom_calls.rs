@@ -1,40 +1,25 @@
 //! The bridge's `Intercom` against the simulator: view calls and answered rings with decrypted
-//! H.264 and Speex, a call kept alive past the unit's no-RTP hang-up, unlock with its pulse,
-//! and `check` reporting each set-up step.
+//! H.264 and Speex, a call kept alive past the unit's no-RTP hang-up (a minute on tokio's paused
+//! clock), unlock with its pulse, and `check` reporting each set-up step.
 
 use std::time::Duration;
 
-use c300x_bridge::config::{Config, Lock};
+use c300x_bridge::config::Lock;
+use c300x_bridge::intercom::IntercomError;
 use c300x_bridge::intercom::check::{self, Status};
 use c300x_bridge::intercom::media::{MediaKind, MediaPacket};
 use c300x_bridge::intercom::sip::RingEvent;
-use c300x_bridge::intercom::{Intercom, IntercomError};
 use c300x_bridge::proto::h264::{self, SpsInfo};
 use c300x_bridge::sim::{RingState, SimConfig, SimStats, Simulator};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+
+use crate::rig::{Rig, config_for, eventually};
 
 const T: Duration = Duration::from_secs(10);
 
-/// A bridge configuration pointing at `sim`, with its own RTP range so tests can run in parallel.
-pub fn config_for(sim: &Simulator, rtp_base: u16) -> Config {
-    Config {
-        intercom_host: Some(sim.sip_addr().ip().to_string()),
-        intercom_sip_port: sim.sip_addr().port(),
-        sip_domain: Some(sim.domain().to_owned()),
-        rtp_port_min: rtp_base,
-        rtp_port_max: rtp_base + 19,
-        ..Config::default()
-    }
-}
-
-pub async fn bridge(sim: &Simulator, rtp_base: u16) -> (Intercom, CancellationToken) {
-    let stop = CancellationToken::new();
-    let intercom = Intercom::start(&config_for(sim, rtp_base), stop.clone())
-        .await
-        .expect("intercom starts");
-    crate::intercom_sip::registered(intercom.sip()).await;
-    (intercom, stop)
+/// A simulator and the bridge's registered intercom (no hubs).
+async fn bridge() -> Rig {
+    Rig::builder().no_hubs().start().await
 }
 
 /// What arrived: whole NAL types seen (FU-A reassembled by start bit), SPS info, audio PTs.
@@ -85,8 +70,8 @@ async fn collect(rx: &mut mpsc::Receiver<MediaPacket>, for_: Duration) -> Seen {
 
 #[tokio::test]
 async fn view_call_delivers_decrypted_h264_and_speex_then_bye() {
-    let sim = Simulator::start(SimConfig::default()).await.expect("sim");
-    let (intercom, stop) = bridge(&sim, 41000).await;
+    let rig = bridge().await;
+    let (sim, intercom) = (&rig.sim, &rig.intercom);
     let (tx, mut rx) = mpsc::channel(4096);
     let call = intercom.view(20, tx).await.expect("view call");
     assert_eq!(
@@ -120,43 +105,43 @@ async fn view_call_delivers_decrypted_h264_and_speex_then_bye() {
     call.hangup().await;
     assert_eq!(SimStats::get(&sim.stats().active_calls), 0);
     assert_eq!(SimStats::get(&sim.stats().byes_received), 1);
-    stop.cancel();
 }
 
 /// With the unit's no-RTP hang-up at 2 s, our silence + RTCP keep a call up for over a minute.
-#[tokio::test]
+/// On tokio's paused clock: both sides' timers (our 20 ms silence, 1 s RTCP, the unit's no-RTP
+/// watchdog) run in virtual time, so the minute takes a moment of real time.
+#[tokio::test(start_paused = true)]
 async fn keep_alive_holds_a_call_past_sixty_seconds() {
-    let sim = Simulator::start(SimConfig {
-        no_rtp_timeout: Duration::from_secs(2),
-        ..SimConfig::default()
-    })
-    .await
-    .expect("sim");
-    let (intercom, stop) = bridge(&sim, 41020).await;
+    let rig = Rig::builder()
+        .sim(|c| c.no_rtp_timeout = Duration::from_secs(2))
+        .no_hubs()
+        .start()
+        .await;
+    let (sim, intercom) = (&rig.sim, &rig.intercom);
     let (tx, mut rx) = mpsc::channel(64);
     let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
     let call = intercom.view(20, tx).await.expect("view call");
+    let start = tokio::time::Instant::now();
+    let rtp_before = SimStats::get(&sim.stats().rtp_from_bridge);
     tokio::time::sleep(Duration::from_secs(61)).await;
+    assert!(start.elapsed() >= Duration::from_secs(61));
     assert_eq!(call.end_reason(), None, "the unit must not have hung up");
     assert_eq!(SimStats::get(&sim.stats().byes_sent), 0);
     assert_eq!(SimStats::get(&sim.stats().active_calls), 1);
-    assert!(
-        SimStats::get(&sim.stats().rtp_from_bridge) > 61 * 40,
-        "silence every 20 ms"
-    );
+    let rtp = SimStats::get(&sim.stats().rtp_from_bridge) - rtp_before;
+    assert!(rtp >= 61 * 45, "silence every 20 ms: {rtp} packets in 61 s");
     assert!(
         SimStats::get(&sim.stats().rtcp_from_bridge) >= 100,
         "RR every second on both streams"
     );
     call.hangup().await;
     drain.abort();
-    stop.cancel();
 }
 
 #[tokio::test]
 async fn remote_bye_is_seen_by_the_call() {
-    let sim = Simulator::start(SimConfig::default()).await.expect("sim");
-    let (intercom, stop) = bridge(&sim, 41040).await;
+    let rig = bridge().await;
+    let (sim, intercom) = (&rig.sim, &rig.intercom);
     let (tx, _rx) = mpsc::channel(4096);
     let call = intercom.view(20, tx).await.expect("view call");
     let mut ended = call.ended_watch();
@@ -166,13 +151,12 @@ async fn remote_bye_is_seen_by_the_call() {
         .expect("ended in time")
         .expect("watch");
     assert!(call.end_reason().is_some());
-    stop.cancel();
 }
 
 #[tokio::test]
 async fn unlock_sends_both_frames_with_the_pulse_between() {
-    let sim = Simulator::start(SimConfig::default()).await.expect("sim");
-    let (intercom, stop) = bridge(&sim, 41060).await;
+    let rig = bridge().await;
+    let (sim, intercom) = (&rig.sim, &rig.intercom);
     let lock = Lock {
         name: "gate".into(),
         where_: 21,
@@ -205,13 +189,12 @@ async fn unlock_sends_both_frames_with_the_pulse_between() {
         &sim.stats().message_bodies()[2..],
         ["*8*91##", "*8*21*10##", "*8*22*10##"]
     );
-    stop.cancel();
 }
 
 #[tokio::test]
 async fn unlock_fails_when_the_intercom_refuses() {
-    let sim = Simulator::start(SimConfig::default()).await.expect("sim");
-    let (intercom, stop) = bridge(&sim, 41080).await;
+    let rig = bridge().await;
+    let (sim, intercom) = (&rig.sim, &rig.intercom);
     // The unit now wants Digest and we have no password: MESSAGE gets 407.
     sim.require_digest(Some(("c300x-bridge".into(), "secret".into())))
         .expect("set");
@@ -230,13 +213,12 @@ async fn unlock_fails_when_the_intercom_refuses() {
     );
     assert!(matches!(err, IntercomError::Sip(_)), "{err}");
     assert!(sim.stats().message_bodies().is_empty());
-    stop.cancel();
 }
 
 #[tokio::test]
 async fn answered_ring_delivers_media() {
-    let sim = Simulator::start(SimConfig::default()).await.expect("sim");
-    let (intercom, stop) = bridge(&sim, 41100).await;
+    let rig = bridge().await;
+    let (sim, intercom) = (&rig.sim, &rig.intercom);
     let mut rings = intercom.sip().rings();
     let mut ring = sim.ring(20).await.expect("ring");
     let incoming = next_ring(&mut rings).await;
@@ -283,7 +265,6 @@ async fn answered_ring_delivers_media() {
     );
     call.hangup().await;
     assert_eq!(SimStats::get(&sim.stats().active_calls), 0);
-    stop.cancel();
 }
 
 /// The next ring the bridge announces (ring ends are skipped).
@@ -302,22 +283,10 @@ pub async fn next_ring(
     }
 }
 
-/// Polls `cond` every 20 ms until it holds; fails the test naming `what` after `timeout`.
-pub async fn eventually(what: &str, timeout: Duration, cond: impl Fn() -> bool) {
-    let end = std::time::Instant::now() + timeout;
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < end,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn check_passes_against_the_simulator_and_names_the_fix_when_it_cannot() {
     let sim = Simulator::start(SimConfig::default()).await.expect("sim");
-    let cfg = config_for(&sim, 41120);
+    let cfg = config_for(&sim);
     let opts = check::Options {
         message: true,
         call: Some(Duration::from_secs(2)),

@@ -18,20 +18,9 @@ const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const AUDIO_PT: u8 = 110;
 const VIDEO_PT: u8 = 96;
 
-/// An even base port with `pairs` free even/odd pairs after it (checked, then released).
+/// `pairs` free even/odd port pairs, from the rig's allocator.
 fn free_range(pairs: u16) -> (u16, u16) {
-    for _ in 0..200 {
-        let base = 21_000 + 2 * rand::random_range(0..4_000u16);
-        let ports = base..base + 2 * pairs;
-        let held: Vec<_> = ports
-            .clone()
-            .map_while(|p| UdpSocket::bind((LOCALHOST, p)).ok())
-            .collect();
-        if held.len() == ports.len() {
-            return (base, base + 2 * pairs - 1);
-        }
-    }
-    panic!("no free port range");
+    crate::rig::ports(2 * pairs)
 }
 
 struct Call {

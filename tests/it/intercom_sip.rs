@@ -1,6 +1,7 @@
 //! The bridge's SIP user agent (`intercom::sip`) against the C300X simulator over real sockets:
 //! REGISTER (TCP, UDP, digest, refresh, restart), view calls (ACK/BYE routing, rejections,
-//! remote BYE, CANCEL), doorbell rings (CANCEL, answer), MESSAGE both ways, OPTIONS, garbage.
+//! remote BYE, CANCEL), doorbell rings (CANCEL, answer, an answer whose ACK never comes),
+//! MESSAGE both ways, OPTIONS, garbage.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use c300x_bridge::config::SipTransport;
 use c300x_bridge::intercom::sip::{
     self, EndReason, RegistrationState, RingEndReason, RingEvent, SipError, SipHandle, SipSettings,
 };
-use c300x_bridge::sim::sip::message::{split_list, uri_of};
+use c300x_bridge::sim::sip::message::{Frame, next_frame, split_list, uri_of};
 use c300x_bridge::sim::{RingState, SimConfig, SimStats, Simulator};
 use tokio_util::sync::CancellationToken;
 
@@ -69,7 +70,13 @@ async fn start(s: SipSettings) -> SipHandle {
 }
 
 fn offer() -> String {
-    view_offer("127.0.0.1", (41000, 41002), (110, 96), Some("20"), true)
+    view_offer(
+        "127.0.0.1",
+        crate::rig::rtp_pair(),
+        (110, 96),
+        Some("20"),
+        true,
+    )
 }
 
 #[tokio::test]
@@ -170,8 +177,14 @@ async fn view_call_acks_and_byes_through_the_route_set() {
 async fn rejections_surface_as_typed_errors() {
     let sim = sim_with(|_| {}).await;
     let h = start(settings(&sim)).await;
-    let no_devaddr = view_offer("127.0.0.1", (41000, 41002), (110, 96), None, true);
-    let no_crypto = view_offer("127.0.0.1", (41000, 41002), (110, 96), Some("20"), false);
+    let no_devaddr = view_offer("127.0.0.1", crate::rig::rtp_pair(), (110, 96), None, true);
+    let no_crypto = view_offer(
+        "127.0.0.1",
+        crate::rig::rtp_pair(),
+        (110, 96),
+        Some("20"),
+        false,
+    );
     for (sdp, want) in [(no_devaddr, 486), (no_crypto, 488)] {
         match h.invite(20, sdp).await {
             Err(SipError::Rejected { code, .. }) => assert_eq!(code, want),
@@ -354,6 +367,81 @@ async fn answering_a_ring_establishes_the_call() {
         h.reject_ring("nope").await,
         Err(SipError::NoSuchRing { .. })
     ));
+    h.shutdown().await;
+}
+
+/// A TCP proxy between the bridge and the simulator that drops every ACK the simulator sends:
+/// a unit whose ACK to our 200 never arrives.
+async fn ack_eating_proxy(sim: std::net::SocketAddr) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let (bridge, _) = listener.accept().await.expect("the bridge connects");
+        let unit = tokio::net::TcpStream::connect(sim).await.expect("sim");
+        let (mut from_bridge, mut to_bridge) = bridge.into_split();
+        let (mut from_unit, mut to_unit) = unit.into_split();
+        tokio::spawn(async move { tokio::io::copy(&mut from_bridge, &mut to_unit).await });
+        let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 16 * 1024]);
+        while let Ok(n @ 1..) = from_unit.read(&mut chunk).await {
+            buf.extend_from_slice(&chunk[..n]);
+            while let Ok(Some(frame)) = next_frame(&mut buf) {
+                let bytes = match frame {
+                    Frame::Message(m) if m.starts_with(b"ACK ") => continue,
+                    Frame::Message(m) => m,
+                    Frame::Ping => b"\r\n\r\n".to_vec(),
+                    Frame::Pong => b"\r\n".to_vec(),
+                };
+                if to_bridge.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    addr
+}
+
+/// Issue 11, fault 4: when the ACK to our 200 never comes, the ring does not stay "ringing"
+/// (it ended at the 200), the answer fails with a timeout, and the half-open call gets a BYE.
+#[tokio::test]
+async fn a_ring_answered_without_an_ack_ends_and_its_call_gets_a_bye() {
+    let sim = sim_with(|_| {}).await;
+    let proxy = ack_eating_proxy(sim.sip_addr()).await;
+    let mut s = settings(&sim);
+    s.intercom_port = proxy.port();
+    s.invite_timeout = Duration::from_secs(1);
+    s.keepalive_interval = Duration::from_secs(15);
+    let h = start(s).await;
+    let mut rings = h.rings();
+    let _ring = sim.ring(20).await.expect("ring");
+    let RingEvent::Incoming(inc) = next_ring(&mut rings).await else {
+        panic!("expected Incoming");
+    };
+    let err = h
+        .answer_ring(&inc.call_id, answer_sdp())
+        .await
+        .expect_err("no ACK: no call");
+    assert!(matches!(err, SipError::Timeout { .. }), "{err}");
+    assert_eq!(
+        next_ring(&mut rings).await,
+        RingEvent::Ended(sip::RingEnded {
+            call_id: inc.call_id.clone(),
+            reason: RingEndReason::Answered,
+        }),
+        "the ring ended, once"
+    );
+    crate::rig::eventually("the BYE for the half-open call", T, || {
+        SimStats::get(&sim.stats().byes_received) == 1
+    })
+    .await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), rings.recv())
+            .await
+            .is_err(),
+        "no second ring end"
+    );
     h.shutdown().await;
 }
 

@@ -53,7 +53,7 @@ async fn malformed_datagrams_do_not_disturb_a_udp_bridge() {
     let sim = Simulator::start(SimConfig::default()).await.expect("sim");
     let cfg = Config {
         sip_transport: SipTransport::Udp,
-        ..crate::intercom_calls::config_for(&sim, 41200)
+        ..crate::rig::config_for(&sim)
     };
     let stop = CancellationToken::new();
     let intercom = Intercom::start(&cfg, stop.clone()).await.expect("start");

@@ -1,7 +1,8 @@
 //! The MQTT side against a real mosquitto (started per test on an ephemeral port, config in a
 //! temp dir, killed by PID) and the simulator: retained discovery, ring → doorbell event, UNLOCK
-//! → both OWN frames and UNLOCKING→UNLOCKED→LOCKED, broker restart, HA birth, no replay of a
-//! retained command, voicemail, clean offline, and `remove_device`.
+//! → both OWN frames and UNLOCKING→UNLOCKED→LOCKED, a ring answered through the hub turning
+//! `ringing` OFF, broker restart, HA birth, no replay of a retained command, voicemail, clean
+//! offline, and `remove_device`.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::intercom_calls::{bridge, config_for};
+use crate::rig::{config_for, intercom};
 
 const T: Duration = Duration::from_secs(10);
 /// Discovery configs for one panel and one lock (see tests/golden/mqtt/).
@@ -211,16 +212,17 @@ pub struct Rig {
     pub stop: CancellationToken,
     pub mqtt_stop: CancellationToken,
     pub task: tokio::task::JoinHandle<()>,
+    pub hub: StreamHub,
     /// `c300x/<id>`.
     pub base: String,
     pub node: String,
 }
 
 impl Rig {
-    pub async fn start(broker: &Broker, rtp_base: u16) -> Self {
+    pub async fn start(broker: &Broker) -> Self {
         let sim = Simulator::start(SimConfig::default()).await.expect("sim");
-        let (intercom, stop) = bridge(&sim, rtp_base).await;
-        let mut cfg = config_for(&sim, rtp_base);
+        let mut cfg = config_for(&sim);
+        let (intercom, stop) = intercom(&cfg).await;
         cfg.locks = vec![Lock {
             name: "door".into(),
             where_: 20,
@@ -242,7 +244,7 @@ impl Rig {
             broker.settings(),
             cfg.clone(),
             intercom.clone(),
-            vec![hub],
+            vec![hub.clone()],
             mqtt_stop.clone(),
         ));
         Rig {
@@ -252,6 +254,7 @@ impl Rig {
             stop,
             mqtt_stop,
             task,
+            hub,
             base: format!("c300x/{id}"),
             node: format!("c300x_{id}"),
         }
@@ -284,7 +287,7 @@ fn online(topic: String) -> impl Fn(&[Msg]) -> bool {
 #[tokio::test]
 async fn discovery_is_retained_and_a_ring_becomes_an_event() {
     let broker = Broker::start();
-    let rig = Rig::start(&broker, 45000).await;
+    let rig = Rig::start(&broker).await;
     let early = Watcher::start(broker.port, "early").await;
     early
         .wait("states", |m| {
@@ -351,7 +354,7 @@ async fn discovery_is_retained_and_a_ring_becomes_an_event() {
 #[tokio::test]
 async fn unlock_sends_both_frames_and_publishes_the_state_sequence() {
     let broker = Broker::start();
-    let rig = Rig::start(&broker, 45020).await;
+    let rig = Rig::start(&broker).await;
     let w = Watcher::start(broker.port, "w").await;
     w.wait("online", online(rig.t("availability"))).await;
     let (set, state) = (rig.t("lock/door/set"), rig.t("lock/door"));
@@ -391,7 +394,7 @@ async fn unlock_sends_both_frames_and_publishes_the_state_sequence() {
 #[tokio::test]
 async fn a_failed_unlock_shows_jammed() {
     let broker = Broker::start();
-    let rig = Rig::start(&broker, 45040).await;
+    let rig = Rig::start(&broker).await;
     let w = Watcher::start(broker.port, "w").await;
     w.wait("online", online(rig.t("availability"))).await;
     rig.sim
@@ -410,7 +413,7 @@ async fn a_failed_unlock_shows_jammed() {
 #[tokio::test]
 async fn broker_restart_reconnects_and_brings_states_back() {
     let mut broker = Broker::start();
-    let rig = Rig::start(&broker, 45060).await;
+    let rig = Rig::start(&broker).await;
     let w = Watcher::start(broker.port, "before").await;
     w.wait("online", online(rig.t("availability"))).await;
     drop(w);
@@ -439,7 +442,7 @@ async fn broker_restart_reconnects_and_brings_states_back() {
 #[tokio::test]
 async fn home_assistant_birth_republishes_everything() {
     let broker = Broker::start();
-    let rig = Rig::start(&broker, 45080).await;
+    let rig = Rig::start(&broker).await;
     let w = Watcher::start(broker.port, "w").await;
     w.wait("configs", |m| configs(m) == CONFIGS).await;
     let lock = rig.t("lock/door");
@@ -465,7 +468,7 @@ async fn a_retained_unlock_at_connect_is_not_replayed() {
     let stale = Watcher::start(broker.port, "stale").await;
     stale.publish(&set, "UNLOCK", true).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let rig = Rig::start(&broker, 45100).await;
+    let rig = Rig::start(&broker).await;
     stale.wait("online", online(rig.t("availability"))).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
@@ -492,7 +495,7 @@ async fn a_retained_unlock_at_connect_is_not_replayed() {
 #[tokio::test]
 async fn voicemail_switch_and_clean_offline() {
     let broker = Broker::start();
-    let rig = Rig::start(&broker, 45120).await;
+    let rig = Rig::start(&broker).await;
     let w = Watcher::start(broker.port, "w").await;
     // The unit's GetAswmStatus! reply (sent when SIP registers) gives the initial state.
     let vm = rig.t("voicemail");
@@ -524,7 +527,7 @@ async fn voicemail_switch_and_clean_offline() {
 #[tokio::test]
 async fn remove_device_clears_every_config() {
     let broker = Broker::start();
-    let rig = Rig::start(&broker, 45140).await;
+    let rig = Rig::start(&broker).await;
     let w = Watcher::start(broker.port, "w").await;
     w.wait("configs", |m| configs(m) == CONFIGS).await;
     let cfg = rig.cfg.clone();
@@ -535,4 +538,36 @@ async fn remove_device_clears_every_config() {
     let later = Watcher::start(broker.port, "later").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(configs(&later.all()), 0, "{:?}", later.all());
+}
+
+/// Issue 11, fault 4: a ring answered through the hub (what the HTTP API's ring-answer does)
+/// turns `ringing` OFF; it used to stay ON until the next ring.
+#[tokio::test]
+async fn a_ring_answered_through_the_hub_turns_ringing_off() {
+    let broker = Broker::start();
+    let rig = Rig::start(&broker).await;
+    let w = Watcher::start(broker.port, "ringing").await;
+    let ringing = rig.t("ringing");
+    let mut rings = rig.intercom.sip().rings();
+    let _ring = rig.sim.ring(20).await.expect("ring");
+    let incoming = crate::intercom_calls::next_ring(&mut rings).await;
+    w.wait("ringing ON", |m| {
+        m.iter().any(|m| m.topic == ringing && m.payload == "ON")
+    })
+    .await;
+    rig.hub.answer_ring(incoming).await.expect("answered");
+    w.wait("ringing OFF after the answer", |m| {
+        m.iter()
+            .rev()
+            .find(|m| m.topic == ringing)
+            .is_some_and(|m| m.payload == "OFF")
+    })
+    .await;
+    let doorbell = rig.t("panel/doorbell/doorbell");
+    assert!(
+        !w.on(&doorbell).iter().any(|m| m.payload.contains("missed")),
+        "an answered ring is not missed"
+    );
+    rig.hub.hang_up();
+    rig.stop().await;
 }

@@ -5,25 +5,23 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use c300x_bridge::config::Panel;
 use c300x_bridge::intercom::media::PortPool;
 use c300x_bridge::media::hub::{HubSettings, StreamHub};
 use c300x_bridge::servers::rtsp::{RtspSettings, run};
-use c300x_bridge::sim::{SimConfig, Simulator};
 use futures::StreamExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::intercom_calls::bridge;
+use crate::rig::{Rig, eventually, ports};
 
 const T: Duration = Duration::from_secs(15);
 
 struct Fixture {
-    sim: Simulator,
+    /// The simulator (and the intercom) behind the hub.
+    sim: Rig,
     hub: StreamHub,
     stop: CancellationToken,
     addr: SocketAddr,
@@ -34,10 +32,10 @@ impl Fixture {
         format!("rtsp://{}/doorbell", self.addr)
     }
     fn invites(&self) -> u64 {
-        self.sim.stats().invites_received.load(Ordering::SeqCst)
+        self.sim.stat(|s| &s.invites_received)
     }
     fn byes(&self) -> u64 {
-        self.sim.stats().byes_received.load(Ordering::SeqCst)
+        self.sim.stat(|s| &s.byes_received)
     }
 }
 
@@ -47,37 +45,27 @@ impl Drop for Fixture {
     }
 }
 
-async fn start(rtp_base: u16, udp: (u16, u16), tweak: impl FnOnce(&mut RtspSettings)) -> Fixture {
-    let sim = Simulator::start(SimConfig::default()).await.expect("sim");
-    let (intercom, stop) = bridge(&sim, rtp_base).await;
-    let panel = Panel {
-        name: "doorbell".into(),
-        devaddr: 20,
-    };
+/// A simulator, the bridge's intercom and one hub (linger 1 s) behind an RTSP server whose UDP
+/// port pairs (`udp_ports` ports) come from the rig's allocator.
+async fn start(udp_ports: u16, tweak: impl FnOnce(&mut RtspSettings)) -> Fixture {
     let hub_settings = HubSettings {
         linger: Duration::from_secs(1),
         start_timeout: Duration::from_secs(8),
         ..HubSettings::default()
     };
-    let hub = StreamHub::start(panel, intercom, hub_settings, stop.clone());
-    let mut settings = RtspSettings::new(PortPool::new(udp.0, udp.1));
+    let rig = Rig::builder().hub(hub_settings).start().await;
+    let (min, max) = ports(udp_ports);
+    let mut settings = RtspSettings::new(PortPool::new(min, max));
     tweak(&mut settings);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(run(listener, vec![hub.clone()], settings, stop.clone()));
+    let hub = rig.hub().clone();
+    tokio::spawn(run(listener, vec![hub.clone()], settings, rig.stop.clone()));
     Fixture {
-        sim,
         hub,
-        stop,
         addr,
-    }
-}
-
-async fn eventually(what: &str, timeout: Duration, cond: impl Fn() -> bool) {
-    let end = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        stop: rig.stop.clone(),
+        sim: rig,
     }
 }
 
@@ -234,7 +222,7 @@ impl Raw {
 
 #[tokio::test]
 async fn retina_over_tcp_gets_h264_400x288_and_aac() {
-    let f = start(43000, (43400, 43439), |_| {}).await;
+    let f = start(40, |_| {}).await;
     let url = rtsp_types::Url::parse(&f.url()).expect("url");
     let t0 = Instant::now();
     let mut session =
@@ -325,7 +313,7 @@ async fn ffprobe(url: &str, transport: &str) -> String {
 
 #[tokio::test]
 async fn ffprobe_tcp_and_udp_see_h264_400x288_and_aac() {
-    let f = start(43020, (43440, 43479), |_| {}).await;
+    let f = start(40, |_| {}).await;
     for transport in ["tcp", "udp"] {
         let text = ffprobe(&f.url(), transport).await;
         assert!(
@@ -343,7 +331,7 @@ async fn ffprobe_tcp_and_udp_see_h264_400x288_and_aac() {
 
 #[tokio::test]
 async fn ffmpeg_records_a_playable_mp4_with_both_tracks() {
-    let f = start(43040, (43480, 43519), |_| {}).await;
+    let f = start(40, |_| {}).await;
     let dir = tempfile::tempdir().expect("tmp");
     let out = dir.path().join("out.mp4");
     let status = tokio::time::timeout(
@@ -391,7 +379,7 @@ async fn gstreamer_rtspsrc_plays_five_seconds() {
     if !Path::new("/usr/bin/gst-launch-1.0").exists() {
         panic!("gst-launch-1.0 missing: run scripts/setup-debian.sh");
     }
-    let f = start(43060, (43520, 43559), |_| {}).await;
+    let f = start(40, |_| {}).await;
     let mut child = tokio::process::Command::new("gst-launch-1.0")
         .args(["-e", "-q", "rtspsrc", &format!("location={}", f.url())])
         .args([
@@ -419,7 +407,7 @@ async fn gstreamer_rtspsrc_plays_five_seconds() {
 
 #[tokio::test]
 async fn twenty_readers_share_one_call_and_bye_follows_the_linger() {
-    let f = start(43080, (43600, 43799), |_| {}).await;
+    let f = start(200, |_| {}).await;
     let mut tasks = Vec::new();
     for i in 0..20 {
         let url = f.url();
@@ -485,7 +473,7 @@ async fn twenty_readers_share_one_call_and_bye_follows_the_linger() {
 
 #[tokio::test]
 async fn basic_and_digest_auth() {
-    let f = start(43100, (43560, 43599), |s| {
+    let f = start(40, |s| {
         s.user = Some("admin".into());
         s.password = Some("s3cret".into());
     })
@@ -559,7 +547,7 @@ async fn basic_and_digest_auth() {
 
 #[tokio::test]
 async fn error_statuses_and_keepalives() {
-    let f = start(43120, (43800, 43839), |_| {}).await;
+    let f = start(40, |_| {}).await;
     let mut raw = Raw::connect(f.addr).await;
     let r = raw.request("OPTIONS", "*", &[]).await;
     assert_eq!(r.status, 200);
@@ -622,7 +610,7 @@ async fn error_statuses_and_keepalives() {
 
 #[tokio::test]
 async fn malformed_requests_get_400_and_close_while_a_live_session_plays() {
-    let f = start(43140, (43840, 43879), |_| {}).await;
+    let f = start(40, |_| {}).await;
     let mut live = Raw::connect(f.addr).await;
     live.play_tcp(&f.url()).await;
     let mut corpus: Vec<_> = std::fs::read_dir("tests/corpus/rtsp")
@@ -656,7 +644,7 @@ async fn malformed_requests_get_400_and_close_while_a_live_session_plays() {
 
 #[tokio::test]
 async fn connection_limit_answers_503() {
-    let f = start(43160, (43880, 43899), |s| s.max_connections = 2).await;
+    let f = start(20, |s| s.max_connections = 2).await;
     let mut a = Raw::connect(f.addr).await;
     let mut b = Raw::connect(f.addr).await;
     assert_eq!(a.request("OPTIONS", "*", &[]).await.status, 200);

@@ -174,7 +174,13 @@ async fn invite_without_devaddr_is_busy_and_without_crypto_not_acceptable() {
     let sim = sim_with(|_| {}).await;
     let mut p = Peer::tcp(sim.sip_addr(), "ha").await;
     for (devaddr, crypto, code) in [(None, true, 486), (Some("20"), false, 488)] {
-        let sdp = view_offer("127.0.0.1", (30000, 30002), (110, 96), devaddr, crypto);
+        let sdp = view_offer(
+            "127.0.0.1",
+            crate::rig::rtp_pair(),
+            (110, 96),
+            devaddr,
+            crypto,
+        );
         let inv = p.out_of_dialog("INVITE", &format!("rej-{code}"), "application/sdp", &sdp);
         p.send(&inv).await;
         let (_, trying) = p.recv(T).await.expect("100");
@@ -196,7 +202,13 @@ async fn rejection_fault_applies_to_the_next_invite_only() {
         .reject_next_invite
         .store(503, std::sync::atomic::Ordering::SeqCst);
     let mut p = Peer::tcp(sim.sip_addr(), "ha").await;
-    let sdp = view_offer("127.0.0.1", (30010, 30012), (110, 96), Some("20"), true);
+    let sdp = view_offer(
+        "127.0.0.1",
+        crate::rig::rtp_pair(),
+        (110, 96),
+        Some("20"),
+        true,
+    );
     let inv = p.out_of_dialog("INVITE", "fault-1", "application/sdp", &sdp);
     p.send(&inv).await;
     assert_eq!(
@@ -223,7 +235,13 @@ async fn view_call_200_ok_shape_and_routed_ack_bye() {
     let port = sim.sip_addr().port();
     let mut p = registered(&sim, false).await;
     // Unusual PTs prove they are mirrored from the offer.
-    let sdp = view_offer("127.0.0.1", (30020, 30022), (98, 99), Some("20"), true);
+    let sdp = view_offer(
+        "127.0.0.1",
+        crate::rig::rtp_pair(),
+        (98, 99),
+        Some("20"),
+        true,
+    );
     let inv = p.out_of_dialog("INVITE", "view-1", "application/sdp", &sdp);
     p.send(&inv).await;
     let (_, trying) = p.recv(T).await.expect("100");
@@ -308,7 +326,13 @@ async fn view_call_200_ok_shape_and_routed_ack_bye() {
 async fn one_view_call_per_devaddr_and_cancel_before_answer() {
     let sim = sim_with(|c| c.answer_delay = Duration::from_millis(1500)).await;
     let mut p = Peer::tcp(sim.sip_addr(), "ha").await;
-    let sdp = view_offer("127.0.0.1", (30030, 30032), (110, 96), Some("20"), true);
+    let sdp = view_offer(
+        "127.0.0.1",
+        crate::rig::rtp_pair(),
+        (110, 96),
+        Some("20"),
+        true,
+    );
     let first = p.out_of_dialog("INVITE", "busy-1", "application/sdp", &sdp);
     p.send(&first).await;
     p.recv_until(T, |m| m.code() == Some(180))
@@ -325,7 +349,13 @@ async fn one_view_call_per_devaddr_and_cancel_before_answer() {
         Some(486)
     );
     // Another panel is free.
-    let other = view_offer("127.0.0.1", (30040, 30042), (110, 96), Some("21"), true);
+    let other = view_offer(
+        "127.0.0.1",
+        crate::rig::rtp_pair(),
+        (110, 96),
+        Some("21"),
+        true,
+    );
     let third = p.out_of_dialog("INVITE", "busy-3", "application/sdp", &other);
     p.send(&third).await;
     p.recv_until(T, |m| m.code() == Some(180) && m.call_id() == "busy-3")
@@ -434,7 +464,13 @@ async fn ring_with_nobody_registered_is_an_error() {
 async fn udp_register_and_call() {
     let sim = sim_with(|_| {}).await;
     let mut p = registered(&sim, true).await;
-    let sdp = view_offer("127.0.0.1", (30050, 30052), (110, 96), Some("20"), true);
+    let sdp = view_offer(
+        "127.0.0.1",
+        crate::rig::rtp_pair(),
+        (110, 96),
+        Some("20"),
+        true,
+    );
     let inv = p.out_of_dialog("INVITE", "udp-1", "application/sdp", &sdp);
     p.send(&inv).await;
     let (_, ok) = p.final_response(inv.cseq().0).await.expect("200");
@@ -500,7 +536,13 @@ async fn garbage_does_not_hurt_other_connections() {
 async fn no_rtp_from_the_bridge_makes_the_unit_hang_up() {
     let sim = sim_with(|c| c.no_rtp_timeout = Duration::from_millis(800)).await;
     let mut p = registered(&sim, false).await;
-    let sdp = view_offer("127.0.0.1", (30060, 30062), (110, 96), Some("20"), true);
+    let sdp = view_offer(
+        "127.0.0.1",
+        crate::rig::rtp_pair(),
+        (110, 96),
+        Some("20"),
+        true,
+    );
     let inv = p.out_of_dialog("INVITE", "silent-1", "application/sdp", &sdp);
     p.send(&inv).await;
     let (_, ok) = p.final_response(inv.cseq().0).await.expect("200");

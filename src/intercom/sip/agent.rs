@@ -1,6 +1,7 @@
-//! The SIP task: connects (with backoff), REGISTERs and refreshes at 80 % of the granted
-//! Expires, keeps the flow alive, runs commands from `SipHandle`, and dispatches what the
-//! intercom sends (c300x-protocol.md §3, §6–§8). Doorbell specifics live in `ring.rs`.
+//! The SIP task: connects (bounded, raced with stop; with backoff), REGISTERs and refreshes at
+//! 80 % of the granted Expires, keeps the flow alive, runs commands from `SipHandle`, and
+//! dispatches what the intercom sends (c300x-protocol.md §3, §6–§8). Every task it starts lives
+//! in the flow's `JoinSet` and ends with it. Doorbell specifics live in `ring.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use rsipstack::sip::{Header, Method, StatusCode, StatusCodeKind};
 use rsipstack::transaction::Transaction;
 use rsipstack::transport::SipAddr;
 use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -37,8 +39,10 @@ pub(super) enum Internal {
         was_confirmed: bool,
         cancelled: bool,
     },
-    RingTimeout {
-        call_id: String,
+    /// A call handle was dropped while the call was up: BYE it.
+    Abandoned {
+        dialog: InviteDialog,
+        signals: Arc<CallSignals>,
     },
 }
 
@@ -121,10 +125,24 @@ impl Agent {
                 break;
             }
             self.reg.send_replace(RegistrationState::Registering);
-            let end = match Flow::connect(&self.s, &self.instance).await {
-                Ok(flow) => Session::new(&mut self, flow).run().await,
-                Err(reason) => FlowEnd::Lost {
+            // An intercom that is off never answers the TCP SYN: bound the connect, and let a
+            // shutdown interrupt it (the OS would wait minutes).
+            let budget = self.s.request_timeout;
+            let connected = tokio::select! {
+                _ = self.stop.cancelled() => break,
+                r = tokio::time::timeout(budget, Flow::connect(&self.s, &self.instance)) => r,
+            };
+            let end = match connected {
+                Ok(Ok(flow)) => Session::new(&mut self, flow).run().await,
+                Ok(Err(reason)) => FlowEnd::Lost {
                     reason,
+                    registered: false,
+                },
+                Err(_) => FlowEnd::Lost {
+                    reason: format!(
+                        "no connection to {}:{} within {budget:?}",
+                        self.s.intercom_host, self.s.intercom_port
+                    ),
                     registered: false,
                 },
             };
@@ -168,6 +186,8 @@ pub(super) struct Session<'a> {
     pub rings: HashMap<String, Ring>,
     pub internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
+    /// Everything this flow started (calls being placed, requests, BYEs): aborted with it.
+    pub tasks: JoinSet<()>,
     registration: Option<Registration>,
     registered: bool,
 }
@@ -182,6 +202,7 @@ impl<'a> Session<'a> {
             rings: HashMap::new(),
             internal_tx,
             internal_rx,
+            tasks: JoinSet::new(),
             registration: None,
             registered: false,
         }
@@ -215,17 +236,24 @@ impl<'a> Session<'a> {
     }
 
     async fn serve(&mut self) -> FlowEnd {
-        let mut refresh_at = match self.register().await {
+        let stop = self.agent.stop.clone();
+        let first = tokio::select! {
+            _ = stop.cancelled() => return FlowEnd::Shutdown,
+            r = self.register() => r,
+        };
+        let mut refresh_at = match first {
             Ok(at) => at,
             Err(reason) => return self.lost(reason),
         };
         let period = self.agent.s.keepalive_interval;
         let mut keepalive = tokio::time::interval_at(Instant::now() + period, period);
         let closed = self.flow.closed_signal();
-        let stop = self.agent.stop.clone();
         loop {
+            let ring_deadline = self.next_ring_deadline();
             tokio::select! {
                 _ = stop.cancelled() => return FlowEnd::Shutdown,
+                _ = sleep_until(ring_deadline) => self.ring_deadlines(),
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
                 _ = closed.cancelled() => return self.lost("connection to the intercom lost"),
                 _ = tokio::time::sleep_until(refresh_at) => match self.register().await {
                     Ok(at) => refresh_at = at,
@@ -315,7 +343,7 @@ impl<'a> Session<'a> {
                 gave_up,
             } => match self.outgoing(devaddr, offer, gave_up) {
                 Ok(o) => {
-                    tokio::spawn(async move {
+                    self.tasks.spawn(async move {
                         let r = call::place(o).await;
                         if let Err(Ok(call)) = reply.send(r) {
                             // The caller is gone: its call must not stay up.
@@ -327,7 +355,7 @@ impl<'a> Session<'a> {
             },
             Command::Message { body, reply } => match self.out_of_dialog() {
                 Ok(req) => {
-                    tokio::spawn(async move {
+                    self.tasks.spawn(async move {
                         let call_id = req.call_id.clone();
                         let r = req
                             .send(Method::Message, Some(("text/plain", body)))
@@ -350,7 +378,7 @@ impl<'a> Session<'a> {
             },
             Command::Options { reply } => match self.out_of_dialog() {
                 Ok(req) => {
-                    tokio::spawn(async move {
+                    self.tasks.spawn(async move {
                         let r = req.send(Method::Options, None).await;
                         let _ = reply.send(r.map(|resp| resp.status_code.code()));
                     });
@@ -410,7 +438,7 @@ impl<'a> Session<'a> {
         let method = tx.original.method;
         // Inside a dialog we know: rsipstack's dialog answers (BYE, ACK, re-INVITE, CANCEL…).
         if let Some(mut dialog) = self.flow.dialogs.match_dialog(&tx) {
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 if let Err(e) = dialog.handle(&mut tx).await {
                     tracing::debug!(%method, "in-dialog request: {e}");
                 }
@@ -477,7 +505,16 @@ impl<'a> Session<'a> {
                     self.end_ring(&call_id, why);
                 }
             }
-            Internal::RingTimeout { call_id } => self.ring_timeout(&call_id),
+            Internal::Abandoned { dialog, signals } => {
+                let limit = self.agent.s.bye_timeout;
+                self.tasks.spawn(async move {
+                    signals
+                        .local_hangup
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    call::bye(&dialog, limit).await;
+                    signals.end(EndReason::LocalHangup);
+                });
+            }
         }
     }
 
@@ -508,6 +545,13 @@ impl<'a> Session<'a> {
                 tracing::info!("un-REGISTER got no answer");
             }
         }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -84,6 +84,8 @@ struct CallControl {
     signals: Arc<CallSignals>,
     bye_timeout: Duration,
     hung_up: bool,
+    /// The SIP session that owns the flow: it sends the BYE of a dropped call in its own task.
+    session: mpsc::UnboundedSender<Internal>,
 }
 
 impl CallControl {
@@ -108,20 +110,15 @@ impl CallControl {
 
 impl Drop for CallControl {
     fn drop(&mut self) {
-        // A call nobody holds must not stay up: the camera and its light stay on (§11).
+        // A call nobody holds must not stay up: the camera and its light stay on (§11). The
+        // session sends the BYE in a task it owns (gone with the flow, when the call is too).
         if self.hung_up || self.signals.is_ended() {
             return;
         }
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let dialog = self.dialog.clone();
-            let signals = self.signals.clone();
-            let t = self.bye_timeout;
-            rt.spawn(async move {
-                signals.local_hangup.store(true, Ordering::SeqCst);
-                bye(&dialog, t).await;
-                signals.end(EndReason::LocalHangup);
-            });
-        }
+        let _ = self.session.send(Internal::Abandoned {
+            dialog: self.dialog.clone(),
+            signals: self.signals.clone(),
+        });
     }
 }
 
@@ -198,6 +195,7 @@ impl AnsweredCall {
         dialog: InviteDialog,
         signals: Arc<CallSignals>,
         bye_timeout: Duration,
+        session: mpsc::UnboundedSender<Internal>,
     ) -> Self {
         Self {
             call_id,
@@ -207,6 +205,7 @@ impl AnsweredCall {
                 signals,
                 bye_timeout,
                 hung_up: false,
+                session,
             },
         }
     }
@@ -364,6 +363,7 @@ pub(super) async fn place(o: Outgoing) -> Result<ViewCall, SipError> {
             signals,
             bye_timeout: o.bye_timeout,
             hung_up: false,
+            session: o.internal,
         },
     })
 }

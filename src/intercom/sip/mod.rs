@@ -173,6 +173,10 @@ pub enum RingEndReason {
     Rejected,
     /// The flow dropped while ringing.
     ConnectionLost,
+    /// We answered it (`answer_ring` sent 200): the call goes on, the ringing is over.
+    Answered,
+    /// `answer_ring` could not send the 200 (the ring was already gone at the stack).
+    AnswerFailed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -321,11 +325,22 @@ impl SipHandle {
         self.ask(|reply| Command::Options { reply }).await
     }
 
-    /// BYE on open calls, un-REGISTER, close; returns when the task has finished.
+    /// BYE on open calls, un-REGISTER, close; returns when the task has finished (each step
+    /// has its own budget: BYE 3 s, un-REGISTER 2 s; callers add an overall bound).
     pub async fn shutdown(&self) {
         self.stop.cancel();
         let mut done = self.done.clone();
         let _ = done.wait_for(|d| *d).await;
+    }
+
+    /// Resolves when the SIP task has ended: `Ok` after a requested stop, `Err` when it died
+    /// (a panic) — for the bridge's supervision.
+    pub async fn stopped(&self) -> Result<(), String> {
+        let mut done = self.done.clone();
+        match done.wait_for(|d| *d).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err("the SIP task panicked".to_owned()),
+        }
     }
 }
 
@@ -346,6 +361,7 @@ pub fn start(settings: SipSettings, shutdown: CancellationToken) -> SipHandle {
         stop.clone(),
     );
     tokio::spawn(async move {
+        crate::app::test_panic("sip");
         agent.run().await;
         let _ = done_tx.send(true);
     });

@@ -1,6 +1,7 @@
 //! Doorbell rings (c300x-protocol.md §7): an INVITE to `alluser` (or to us) on our flow gets
 //! 100 + 180 with a To tag, never a 200 by itself; CANCEL (rsipstack answers 200 + 487), our
 //! timeout (480), `reject_ring` (486) and `answer_ring` (200 with our SDP and GRUU Contact).
+//! Every way a ring ends — answered included — sends exactly one `RingEvent::Ended`.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -10,8 +11,9 @@ use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, StatusCode};
 use rsipstack::transaction::Transaction;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
-use super::agent::{Internal, Session, reply};
+use super::agent::{Session, reply};
 use super::call::{AnsweredCall, CallSignals, watch_dialog};
 use super::{IncomingRing, RingEndReason, RingEnded, RingEvent, SipError};
 
@@ -22,6 +24,8 @@ pub(super) struct Ring {
     offer: String,
     /// `answer_ring` sent 200: the dialog now belongs to the call.
     answered: bool,
+    /// Nobody answered or cancelled by then: 480 (the session's timer, no task per ring).
+    pub deadline: Instant,
 }
 
 impl Session<'_> {
@@ -47,14 +51,15 @@ impl Session<'_> {
             Ok(d) => d,
             Err(e) => {
                 tracing::info!(%call_id, "unusable INVITE: {e}");
-                tokio::spawn(async move { reply(&mut tx, StatusCode::BadRequest).await });
+                self.tasks
+                    .spawn(async move { reply(&mut tx, StatusCode::BadRequest).await });
                 return;
             }
         };
         // The dialog drives the INVITE server transaction: 100 now, our responses, CANCEL, ACK.
         let mut driver = dialog.clone();
         let id = call_id.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             if let Err(e) = driver.handle(&mut tx).await {
                 tracing::debug!(call_id = %id, "ring transaction: {e}");
             }
@@ -80,19 +85,38 @@ impl Session<'_> {
                 signals,
                 offer: offer.clone(),
                 answered: false,
+                deadline: Instant::now() + self.agent.s.ring_timeout,
             },
         );
         let _ = self.agent.rings.send(RingEvent::Incoming(IncomingRing {
-            call_id: call_id.clone(),
+            call_id,
             from,
             offer_sdp: offer,
             at: SystemTime::now(),
         }));
-        let (internal, timeout) = (self.internal_tx.clone(), self.agent.s.ring_timeout);
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let _ = internal.send(Internal::RingTimeout { call_id });
-        });
+    }
+
+    /// The earliest ring deadline (for the session's timer).
+    pub(super) fn next_ring_deadline(&self) -> Option<Instant> {
+        self.rings
+            .values()
+            .filter(|r| !r.answered)
+            .map(|r| r.deadline)
+            .min()
+    }
+
+    /// Times out every ring whose deadline has passed.
+    pub(super) fn ring_deadlines(&mut self) {
+        let now = Instant::now();
+        let late: Vec<String> = self
+            .rings
+            .iter()
+            .filter(|(_, r)| !r.answered && r.deadline <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in late {
+            self.ring_timeout(&id);
+        }
     }
 
     /// Removes a pending ring and tells the listeners why it ended.
@@ -139,18 +163,19 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// 200 with our SDP; the reply waits (in a task) for the ACK.
+    /// 200 with our SDP; the reply waits (in a task) for the ACK. The ring ends at the 200
+    /// (`Answered`: the other phones stop ringing) or when the 200 cannot be sent
+    /// (`AnswerFailed`); an ACK that never comes ends the call with a BYE, not a stuck ring.
     pub(super) fn answer_ring(
         &mut self,
         call_id: String,
         answer: String,
         reply: oneshot::Sender<Result<AnsweredCall, SipError>>,
     ) {
-        let Some(mut ring) = self.rings.remove(&call_id) else {
+        let Some(ring) = self.rings.get_mut(&call_id) else {
             let _ = reply.send(Err(SipError::NoSuchRing { call_id }));
             return;
         };
-        ring.answered = true;
         let accepted = ring.dialog.accept(
             Some(vec![
                 Header::ContentType("application/sdp".into()),
@@ -159,21 +184,30 @@ impl Session<'_> {
             Some(answer.clone().into_bytes()),
         );
         if let Err(e) = accepted {
+            self.end_ring(&call_id, RingEndReason::AnswerFailed);
             let _ = reply.send(Err(SipError::Stack {
                 call_id,
                 detail: e.to_string(),
             }));
             return;
         }
+        ring.answered = true;
+        let (dialog, signals, offer) = (
+            ring.dialog.clone(),
+            ring.signals.clone(),
+            ring.offer.clone(),
+        );
+        self.end_ring(&call_id, RingEndReason::Answered);
         // Re-INVITEs inside this call get our answer again.
-        ring.signals.set_local_sdp(&answer);
+        signals.set_local_sdp(&answer);
         self.calls
-            .insert(call_id.clone(), (ring.dialog.clone(), ring.signals.clone()));
+            .insert(call_id.clone(), (dialog.clone(), signals.clone()));
         let wait = self.agent.s.invite_timeout;
         let bye_timeout = self.agent.s.bye_timeout;
-        tokio::spawn(async move {
-            let mut confirmed = ring.signals.confirmed.subscribe();
-            let mut ended = ring.signals.ended.subscribe();
+        let internal = self.internal_tx.clone();
+        self.tasks.spawn(async move {
+            let mut confirmed = signals.confirmed.subscribe();
+            let mut ended = signals.ended.subscribe();
             let outcome = tokio::select! {
                 r = confirmed.wait_for(|c| *c) => r.is_ok(),
                 _ = ended.wait_for(Option::is_some) => false,
@@ -182,12 +216,21 @@ impl Session<'_> {
             let r = if outcome {
                 Ok(AnsweredCall::new(
                     call_id,
-                    ring.offer,
-                    ring.dialog,
-                    ring.signals,
+                    offer,
+                    dialog,
+                    signals,
                     bye_timeout,
+                    internal,
                 ))
             } else {
+                if !signals.is_ended() {
+                    tracing::info!(%call_id, "no ACK to our 200: BYE");
+                    signals
+                        .local_hangup
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    super::call::bye(&dialog, bye_timeout).await;
+                    signals.end(super::call::EndReason::Timeout);
+                }
                 Err(SipError::Timeout { call_id })
             };
             if let Err(Ok(call)) = reply.send(r) {

@@ -1,35 +1,197 @@
-//! The hub's frame path: decrypted packets of the live call → depacketizer / Speex→AAC →
-//! continuous timestamps → GOP cache → each viewer's bounded queue (a full queue drops and
-//! waits for the next keyframe; nobody else is slowed). Lifecycle decisions stay in `task.rs`.
+//! The hub's frame path, and nothing else: decrypted packets of the live call → depacketizer /
+//! Speex→AAC → continuous timestamps → GOP cache → each viewer's bounded queue (a full queue
+//! drops and waits for the next keyframe; nobody else is slowed). Joiners wait here for a
+//! keyframe; whether a call runs, and which, is decided by `machine.rs`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Instant, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 
-use super::task::{HubTask, PLI_INTERVAL};
-use super::{AudioFrame, Frame, HubState, StreamInfo, VideoFrame};
+use super::gop::{GopCache, Timeline};
+use super::{
+    AudioFrame, Command, Frame, HubError, HubSnapshot, HubStatus, StreamInfo, VideoFrame, Viewer,
+    ViewerKind, ViewerLease,
+};
 use crate::intercom::media::{MediaKind, MediaPacket};
-use crate::media::transcode::SpeexToAac;
+use crate::media::transcode::{AacSettings, SpeexToAac};
+use crate::proto::h264::Depacketizer;
 
-impl HubTask {
-    pub(super) fn on_packet(&mut self, p: MediaPacket) {
-        let Some(l) = self.live.as_mut() else { return };
-        let now = Instant::now();
-        l.last_packet = now;
-        let first = *l.first_packet.get_or_insert(now);
+/// Shortest time between two loss-triggered keyframe requests.
+const PLI_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+/// Frames kept for late joiners (a 2 s GOP at 10 fps with audio is about 50).
+const GOP_FRAMES: usize = 1000;
+
+/// The frame counters: written per frame, read only when someone asks (API, metrics), so a
+/// frame never wakes a status follower.
+#[derive(Debug, Default)]
+pub struct HubCounters {
+    frames_in: AtomicU64,
+    frames_out: AtomicU64,
+    frames_dropped: AtomicU64,
+    /// Video frames in the last second; `u32::MAX` = no call.
+    fps: AtomicU32,
+    /// Microseconds since the Unix epoch of the newest keyframe; 0 = none yet.
+    last_keyframe_us: AtomicU64,
+    pub(super) srtp_failures: AtomicU64,
+}
+
+impl HubCounters {
+    pub(super) fn snapshot(&self, status: HubStatus) -> HubSnapshot {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let fps = self.fps.load(Ordering::Relaxed);
+        let kf = get(&self.last_keyframe_us);
+        HubSnapshot {
+            status,
+            frames_in: get(&self.frames_in),
+            frames_out: get(&self.frames_out),
+            frames_dropped: get(&self.frames_dropped),
+            fps: (fps != 0 && fps != u32::MAX).then_some(fps as f32),
+            last_keyframe: (kf != 0).then(|| UNIX_EPOCH + std::time::Duration::from_micros(kf)),
+            srtp_failures: get(&self.srtp_failures),
+        }
+    }
+
+    pub(super) fn set_fps(&self, fps: Option<u32>) {
+        self.fps.store(fps.unwrap_or(u32::MAX), Ordering::Relaxed);
+    }
+}
+
+/// A joiner waiting for a keyframe, with the reply that makes it a viewer.
+pub(super) struct Joiner {
+    pub id: u64,
+    pub kind: ViewerKind,
+    pub reply: oneshot::Sender<Result<Viewer, HubError>>,
+}
+
+struct Slot {
+    kind: ViewerKind,
+    tx: mpsc::Sender<Frame>,
+    /// After a drop, skip to the next keyframe so the decoder never sees a hole.
+    waiting_keyframe: bool,
+    dropped: u64,
+}
+
+/// What a packet (or a join) did, for the driver to tell the machine.
+#[derive(Debug, Default)]
+pub(super) struct Outcome {
+    /// The call's first keyframe.
+    pub first_keyframe: bool,
+    /// Joiners that got their first frames.
+    pub admitted: Vec<u64>,
+    /// Viewers whose receiver is gone (or a joiner that gave up before its reply).
+    pub gone: Vec<u64>,
+    /// The picture was lost: ask the intercom for an IDR.
+    pub want_keyframe: bool,
+}
+
+/// Per call: when it started on the wire, whether it has video, the last loss-PLI.
+struct CallFrames {
+    first_packet: Option<Instant>,
+    keyframe_seen: bool,
+    last_pli: Option<Instant>,
+}
+
+pub(super) struct Fanout {
+    panel: String,
+    queue: usize,
+    audio: Option<AacSettings>,
+    lease_tx: mpsc::UnboundedSender<Command>,
+    info_tx: watch::Sender<Option<StreamInfo>>,
+    keyframe_tx: watch::Sender<Option<Arc<VideoFrame>>>,
+    counters: Arc<HubCounters>,
+    depack: Depacketizer,
+    transcoder: Option<SpeexToAac>,
+    timeline: Timeline,
+    gop: GopCache,
+    call: Option<CallFrames>,
+    waiting: Vec<Joiner>,
+    viewers: HashMap<u64, Slot>,
+    video_frames: u32,
+    size: Option<(u32, u32)>,
+    changed: bool,
+}
+
+impl Fanout {
+    pub fn new(
+        panel: String,
+        queue: usize,
+        audio: Option<AacSettings>,
+        lease_tx: mpsc::UnboundedSender<Command>,
+        info_tx: watch::Sender<Option<StreamInfo>>,
+        keyframe_tx: watch::Sender<Option<Arc<VideoFrame>>>,
+        counters: Arc<HubCounters>,
+    ) -> Self {
+        let rate = audio.map_or(16_000, |a| a.sample_rate);
+        Self {
+            panel,
+            queue: queue.max(8),
+            audio,
+            lease_tx,
+            info_tx,
+            keyframe_tx,
+            counters,
+            depack: Depacketizer::new(),
+            transcoder: None,
+            timeline: Timeline::new(rate),
+            gop: GopCache::new(GOP_FRAMES),
+            call: None,
+            waiting: Vec::new(),
+            viewers: HashMap::new(),
+            video_frames: 0,
+            size: None,
+            changed: false,
+        }
+    }
+
+    /// A new call feeds the viewers: timestamps continue after the last call's, decoders are
+    /// told to expect a jump.
+    pub fn start_call(&mut self) {
+        self.timeline.new_call();
+        self.depack.reset();
+        self.gop.clear();
+        self.transcoder = self.audio.and_then(|a| match SpeexToAac::new(a) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(panel = %self.panel, "audio off for this call: {e}");
+                None
+            }
+        });
+        self.call = Some(CallFrames {
+            first_packet: None,
+            keyframe_seen: false,
+            last_pli: None,
+        });
+        self.broadcast(&Frame::Discontinuity);
+    }
+
+    /// The call is over: joiners now wait for the next call's keyframe.
+    pub fn end_call(&mut self) {
+        self.gop.clear();
+        self.call = None;
+    }
+
+    pub fn push(&mut self, now: Instant, p: MediaPacket) -> Outcome {
+        let mut out = Outcome::default();
+        let Some(call) = self.call.as_mut() else {
+            return out;
+        };
+        let first = *call.first_packet.get_or_insert(now);
         let since = now.duration_since(first);
         match p.kind {
             MediaKind::Video => {
                 let aus = self.depack.push(p.seq, p.timestamp, p.marker, &p.payload);
                 // After loss the depacketizer waits for an IDR: ask for one (at most every 500 ms).
-                if l.keyframe_seen
+                if call.keyframe_seen
                     && self.depack.waiting_for_keyframe()
-                    && l.last_pli
+                    && call
+                        .last_pli
                         .is_none_or(|t| now.duration_since(t) >= PLI_INTERVAL)
                 {
-                    l.last_pli = Some(now);
-                    l.call.request_keyframe();
+                    call.last_pli = Some(now);
+                    out.want_keyframe = true;
                 }
                 for au in aus {
                     let pts = self.timeline.video(au.timestamp, since);
@@ -40,39 +202,52 @@ impl HubTask {
                         received: p.arrival,
                     });
                     if keyframe {
-                        self.on_keyframe(&frame);
+                        self.on_keyframe(&frame, &mut out);
                     }
-                    self.frames_since_tick += 1;
-                    self.emit(Frame::Video(frame));
+                    self.video_frames += 1;
+                    self.emit(Frame::Video(frame), &mut out);
                 }
             }
             MediaKind::Audio => {
                 let Some(t) = self.transcoder.as_mut() else {
-                    return;
+                    return out;
                 };
                 let frames = match t.push(p.timestamp, &p.payload) {
                     Ok(f) => f,
                     Err(e) => {
-                        tracing::debug!(panel = %self.panel.name, "audio transcode: {e}");
-                        return;
+                        tracing::debug!(panel = %self.panel, "audio transcode: {e}");
+                        return out;
                     }
                 };
                 for f in frames {
                     let pts = self.timeline.audio(f.pts, f.duration, since);
-                    self.emit(Frame::Audio(Arc::new(AudioFrame { pts, frame: f })));
+                    self.emit(
+                        Frame::Audio(Arc::new(AudioFrame { pts, frame: f })),
+                        &mut out,
+                    );
                 }
             }
         }
+        out
     }
 
-    fn on_keyframe(&mut self, frame: &Arc<VideoFrame>) {
-        self.status.last_keyframe = Some(frame.received);
+    fn on_keyframe(&mut self, frame: &Arc<VideoFrame>, out: &mut Outcome) {
+        let micros = frame
+            .received
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        self.counters
+            .last_keyframe_us
+            .store(micros.max(1), Ordering::Relaxed);
         let _ = self.keyframe_tx.send(Some(frame.clone()));
         if let (Some(sps), Some(pps), Some(video)) =
             (self.depack.sps(), self.depack.pps(), self.depack.sps_info())
         {
-            self.status.width = Some(video.width);
-            self.status.height = Some(video.height);
+            let size = Some((video.width, video.height));
+            if self.size != size {
+                self.size = size;
+                self.changed = true;
+            }
             let audio = self
                 .transcoder
                 .as_ref()
@@ -89,37 +264,156 @@ impl HubTask {
                 changed
             });
         }
-        if let Some(l) = self.live.as_mut()
-            && !l.keyframe_seen
+        if let Some(call) = self.call.as_mut()
+            && !call.keyframe_seen
         {
-            l.keyframe_seen = true;
-            tracing::info!(panel = %self.panel.name, ms = l.started.elapsed().as_millis() as u64, "first keyframe");
-            let _ = l.started_wall;
+            call.keyframe_seen = true;
+            out.first_keyframe = true;
         }
-        self.status.state = if self.viewers.is_empty() && self.pending.is_empty() {
-            HubState::Lingering
-        } else {
-            HubState::Live
-        };
     }
 
-    fn emit(&mut self, frame: Frame) {
-        self.status.frames_in += 1;
+    fn emit(&mut self, frame: Frame, out: &mut Outcome) {
+        self.counters.frames_in.fetch_add(1, Ordering::Relaxed);
         self.gop.push(&frame);
-        if matches!(&frame, Frame::Video(v) if v.au.keyframe) && !self.pending.is_empty() {
-            for p in std::mem::take(&mut self.pending) {
-                self.admit(p);
-            }
-            return; // the admitted got this keyframe from the GOP cache; others below
-        }
+        // Viewers already watching get every frame, the keyframe that admits joiners included
+        // (issue 11, fault 2: it used to go to the joiners only).
         self.broadcast(&frame);
+        if matches!(&frame, Frame::Video(v) if v.au.keyframe) && !self.waiting.is_empty() {
+            self.admit_ready(out);
+        }
+        out.gone.extend(self.take_gone());
+    }
+
+    /// A joiner waits for the next keyframe (or [`Self::admit_waiting`]).
+    pub fn join(&mut self, joiner: Joiner) {
+        self.waiting.push(joiner);
+    }
+
+    /// Admits the waiting joiners now if the GOP cache has a keyframe of the live call.
+    pub fn admit_waiting(&mut self) -> Outcome {
+        let mut out = Outcome::default();
+        self.admit_ready(&mut out);
+        out
+    }
+
+    /// Turns every waiting joiner into a viewer whose queue starts with the cached GOP
+    /// (keyframe first), if there is a GOP and the stream parameters are known.
+    fn admit_ready(&mut self, out: &mut Outcome) {
+        if !self.gop.has_keyframe() {
+            return;
+        }
+        let Some(info) = self.info_tx.borrow().clone() else {
+            return;
+        };
+        for j in std::mem::take(&mut self.waiting) {
+            let (tx, frames) = mpsc::channel(self.queue);
+            for f in self.gop.frames() {
+                if tx.try_send(f.clone()).is_err() {
+                    break;
+                }
+            }
+            let lease = ViewerLease {
+                id: j.id,
+                hub: self.lease_tx.clone(),
+            };
+            let viewer = Viewer {
+                frames,
+                info: info.clone(),
+                lease,
+            };
+            // A joiner that gave up meanwhile is gone (dropping the viewer here sends a Leave
+            // too; the machine ignores the second).
+            if j.reply.send(Ok(viewer)).is_err() {
+                out.gone.push(j.id);
+            } else {
+                self.viewers.insert(
+                    j.id,
+                    Slot {
+                        kind: j.kind,
+                        tx,
+                        waiting_keyframe: false,
+                        dropped: 0,
+                    },
+                );
+                self.changed = true;
+                tracing::debug!(panel = %self.panel, viewer = j.id, kind = ?j.kind, viewers = self.viewers.len(), "viewer joined");
+                out.admitted.push(j.id);
+            }
+        }
+    }
+
+    /// Turns a waiting joiner away with `err`.
+    pub fn reject(&mut self, id: u64, err: HubError) {
+        if let Some(i) = self.waiting.iter().position(|j| j.id == id) {
+            let _ = self.waiting.swap_remove(i).reply.send(Err(err));
+        }
+    }
+
+    pub fn leave(&mut self, id: u64) {
+        self.waiting.retain(|j| j.id != id);
+        if let Some(slot) = self.viewers.remove(&id) {
+            self.changed = true;
+            tracing::debug!(panel = %self.panel, viewer = id, dropped = slot.dropped, viewers = self.viewers.len(), "viewer left");
+        }
+    }
+
+    /// Ends every viewer's stream (their leases still count until dropped).
+    pub fn close_viewers(&mut self) {
+        if !self.viewers.is_empty() {
+            self.viewers.clear();
+            self.changed = true;
+        }
+    }
+
+    pub fn viewers(&self) -> usize {
+        self.viewers.len()
+    }
+
+    pub fn viewers_by_kind(&self) -> Vec<(ViewerKind, usize)> {
+        let mut by_kind: Vec<(ViewerKind, usize)> = Vec::new();
+        for s in self.viewers.values() {
+            match by_kind.iter_mut().find(|(k, _)| *k == s.kind) {
+                Some((_, n)) => *n += 1,
+                None => by_kind.push((s.kind, 1)),
+            }
+        }
+        by_kind.sort_by_key(|(k, _)| *k as u8);
+        by_kind
+    }
+
+    /// The video size, once a keyframe told it.
+    pub fn size(&self) -> Option<(u32, u32)> {
+        self.size
+    }
+
+    /// Video frames since the last take (the driver's once-a-second fps).
+    pub fn take_video_frames(&mut self) -> u32 {
+        std::mem::take(&mut self.video_frames)
+    }
+
+    /// True once after the viewers or the stream size changed.
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    fn take_gone(&mut self) -> Vec<u64> {
+        let gone: Vec<u64> = self
+            .viewers
+            .iter()
+            .filter(|(_, s)| s.tx.is_closed())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &gone {
+            self.viewers.remove(id);
+            self.changed = true;
+        }
+        gone
     }
 
     /// Each viewer gets the frame through its own bounded queue; a full queue drops (counted)
     /// and makes that viewer wait for the next keyframe. Nobody else is slowed.
-    pub(super) fn broadcast(&mut self, frame: &Frame) {
+    fn broadcast(&mut self, frame: &Frame) {
         let keyframe = matches!(frame, Frame::Video(v) if v.au.keyframe);
-        let mut gone = Vec::new();
         for (id, slot) in self.viewers.iter_mut() {
             if slot.waiting_keyframe && !keyframe {
                 continue;
@@ -127,21 +421,22 @@ impl HubTask {
             match slot.tx.try_send(frame.clone()) {
                 Ok(()) => {
                     slot.waiting_keyframe = false;
-                    self.status.frames_out += 1;
+                    self.counters.frames_out.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     if slot.dropped == 0 {
-                        tracing::info!(panel = %self.panel.name, viewer = id, kind = ?slot.kind, "slow viewer: dropping frames until it catches up");
+                        tracing::info!(panel = %self.panel, viewer = id, kind = ?slot.kind, "slow viewer: dropping frames until it catches up");
                     }
                     slot.dropped += 1;
                     slot.waiting_keyframe = true;
-                    self.status.frames_dropped += 1;
+                    self.counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => gone.push(*id),
+                // Found by `take_gone` after the frame.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
-        }
-        for id in gone {
-            self.viewers.remove(&id);
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

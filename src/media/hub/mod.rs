@@ -1,11 +1,17 @@
 //! `StreamHub`: one per panel, the rule "a call is open exactly while someone watches"
 //! (streaming.md §1). The first `ViewerLease` places the view call; viewers wait for the first
 //! keyframe; the last lease dropped starts the linger, then BYE. One call feeds every viewer
-//! through its own bounded queue. The state machine lives in `task.rs`, the GOP cache in `gop.rs`.
+//! through its own bounded queue. The lifecycle is the sans-IO `machine.rs`, driven by `task.rs`;
+//! frames go through `fanout.rs` (GOP cache and timeline in `gop.rs`).
 
 mod fanout;
 mod gop;
+pub mod machine;
 mod task;
+
+pub use fanout::HubCounters;
+pub use machine::CallSource;
+pub use task::{CallPlacer, HubCall};
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -16,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Panel};
 use crate::intercom::Intercom;
-use crate::intercom::sip::IncomingRing;
+use crate::intercom::sip::{EndReason, IncomingRing};
 use crate::media::transcode::{AacFrame, AacSettings};
 use crate::proto::aac::AudioSpecificConfig;
 use crate::proto::h264::{AccessUnit, SpsInfo};
@@ -133,7 +139,74 @@ impl HubState {
     }
 }
 
-/// What the API, MQTT and metrics show about one hub.
+/// Why a call of the hub ended: in the logs, `/api/status` and `/metrics`
+/// (`c300x_calls_ended_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallEnd {
+    /// The last viewer left and the linger passed.
+    Linger,
+    /// A user hung up (API, MQTT button).
+    LocalHangUp,
+    /// The intercom sent BYE.
+    RemoteBye,
+    /// The SIP connection dropped under the call.
+    ConnectionLost,
+    /// No RTP from the intercom for `no_rtp_timeout` while viewers watched.
+    NoRtp,
+    /// The call reached `max_call`.
+    MaxCall,
+    /// No video within `start_timeout` and nobody waits any more.
+    StartTimeout,
+    /// The privacy switch was turned off.
+    Privacy,
+    /// An answered doorbell ring replaced the call.
+    RingAnswered,
+    /// The call's media tasks ended on their own.
+    MediaDied,
+    /// A call came up that nobody asked for any more.
+    Unwanted,
+    /// The bridge (or its SIP agent) is shutting down.
+    Shutdown,
+}
+
+impl CallEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Linger => "linger",
+            Self::LocalHangUp => "local_hangup",
+            Self::RemoteBye => "remote_bye",
+            Self::ConnectionLost => "connection_lost",
+            Self::NoRtp => "no_rtp",
+            Self::MaxCall => "max_call",
+            Self::StartTimeout => "start_timeout",
+            Self::Privacy => "privacy",
+            Self::RingAnswered => "ring_answered",
+            Self::MediaDied => "media_died",
+            Self::Unwanted => "unwanted",
+            Self::Shutdown => "shutdown",
+        }
+    }
+
+    /// How the SIP side saw a call end that we did not ask for.
+    pub fn from_sip(reason: EndReason) -> Self {
+        match reason {
+            EndReason::RemoteBye => Self::RemoteBye,
+            EndReason::Shutdown => Self::Shutdown,
+            EndReason::LocalHangup => Self::LocalHangUp,
+            EndReason::ConnectionLost | EndReason::Timeout => Self::ConnectionLost,
+        }
+    }
+}
+
+impl std::fmt::Display for CallEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What MQTT, the API and metrics show about one hub. Published (`status_watch`) on transitions
+/// only — phase, viewers, call, privacy, stream size, ended calls — never per frame; the frame
+/// counters are in [`HubSnapshot`] (`StreamHub::status`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HubStatus {
     pub panel: String,
@@ -144,22 +217,40 @@ pub struct HubStatus {
     pub viewers_by_kind: Vec<(ViewerKind, usize)>,
     pub call_id: Option<String>,
     pub call_since: Option<SystemTime>,
+    /// Where the current call comes from (`view`, `answered_ring`), while placing or up.
+    pub call_source: Option<&'static str>,
     pub calls_started: u64,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub last_error: Option<String>,
+    /// Calls ended so far, by reason ([`CallEnd::as_str`]).
+    pub calls_ended: Vec<(&'static str, u64)>,
+    /// The last call's end: why and when.
+    pub last_end: Option<(CallEnd, SystemTime)>,
+    /// Seconds of calls that have ended.
+    pub call_seconds: f64,
+}
+
+/// The published status plus the live frame counters, read when asked (`StreamHub::status`).
+/// Derefs to the [`HubStatus`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubSnapshot {
+    pub status: HubStatus,
     pub frames_in: u64,
     pub frames_out: u64,
     pub frames_dropped: u64,
-    pub last_keyframe: Option<SystemTime>,
-    pub width: Option<u32>,
-    pub height: Option<u32>,
-    /// Measured from the last second of video timestamps.
+    /// Measured over the last second of video.
     pub fps: Option<f32>,
-    pub last_error: Option<String>,
-    /// Calls ended so far, by reason (`linger`, `remote`, `no_rtp`, `max_call`, `privacy`, ...).
-    pub calls_ended: Vec<(&'static str, u64)>,
-    /// Seconds of calls that have ended.
-    pub call_seconds: f64,
+    pub last_keyframe: Option<SystemTime>,
     /// SRTP/SRTCP packets from the intercom that failed authentication (all calls).
     pub srtp_failures: u64,
+}
+
+impl std::ops::Deref for HubSnapshot {
+    type Target = HubStatus;
+    fn deref(&self) -> &HubStatus {
+        &self.status
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -225,40 +316,60 @@ pub struct StreamHub {
     panel: Panel,
     cmd: mpsc::UnboundedSender<Command>,
     status: watch::Receiver<HubStatus>,
+    counters: Arc<HubCounters>,
     info: watch::Receiver<Option<StreamInfo>>,
     keyframe: watch::Receiver<Option<Arc<VideoFrame>>>,
 }
 
 impl StreamHub {
-    /// Starts the hub task for `panel`; it places calls through `intercom` only while leased.
+    /// Starts the hub task for `panel` (detached: for tests and tools; the bridge supervises
+    /// it through [`Self::new`]); it places calls through `intercom` only while leased.
     pub fn start(
         panel: Panel,
         intercom: Intercom,
         settings: HubSettings,
         shutdown: CancellationToken,
     ) -> Self {
+        let (hub, task) = Self::new(panel, intercom, settings, shutdown);
+        tokio::spawn(task);
+        hub
+    }
+
+    /// The handle and the hub's task, for the caller to spawn (and watch) itself. `placer`
+    /// is the intercom, or a fake in tests.
+    pub fn new<P: CallPlacer>(
+        panel: Panel,
+        placer: P,
+        settings: HubSettings,
+        shutdown: CancellationToken,
+    ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
         let (cmd, rx) = mpsc::unbounded_channel();
         let (status_tx, status) = watch::channel(task::initial_status(&panel));
         let (info_tx, info) = watch::channel(None);
         let (keyframe_tx, keyframe) = watch::channel(None);
-        let hub = task::HubTask::new(
+        let counters = Arc::new(HubCounters::default());
+        let task = task::HubTask::new(
             panel.clone(),
-            intercom,
+            placer,
             settings,
-            rx,
-            cmd.clone(),
-            status_tx,
-            info_tx,
-            keyframe_tx,
+            task::Channels {
+                rx,
+                lease_tx: cmd.clone(),
+                status_tx,
+                info_tx,
+                keyframe_tx,
+            },
+            counters.clone(),
         );
-        tokio::spawn(hub.run(shutdown));
-        Self {
+        let hub = Self {
             panel,
             cmd,
             status,
+            counters,
             info,
             keyframe,
-        }
+        };
+        (hub, task.run(shutdown))
     }
 
     /// One hub per configured panel, in the order of `cfg.panels`.
@@ -328,10 +439,12 @@ impl StreamHub {
         let _ = self.cmd.send(Command::HangUp);
     }
 
-    pub fn status(&self) -> HubStatus {
-        self.status.borrow().clone()
+    /// The published status with the current frame counters.
+    pub fn status(&self) -> HubSnapshot {
+        self.counters.snapshot(self.status.borrow().clone())
     }
 
+    /// Changes on transitions only (never per frame): for MQTT and other followers.
     pub fn status_watch(&self) -> watch::Receiver<HubStatus> {
         self.status.clone()
     }

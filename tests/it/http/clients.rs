@@ -149,7 +149,7 @@ fn take_parts(buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
 /// `mjpeg_fps` caps the stream: at 2 fps a 10 fps camera gives about 2 parts a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mjpeg_fps_option_caps_the_rate() {
-    let mut rig = rig(44260, None, None).await;
+    let mut rig = rig(None, None).await;
     Arc::make_mut(&mut rig.state.config).mjpeg_fps = 2;
     let addr = serve(rig.state.clone(), rig.stop.clone()).await;
     let mut resp = http_get(addr, "/api/doorbell/mjpeg").await;
@@ -181,7 +181,7 @@ async fn mjpeg_fps_option_caps_the_rate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mjpeg_streams_400x288_jpegs_and_the_call_ends_when_it_closes() {
-    let rig = rig(44200, None, None).await;
+    let rig = rig(None, None).await;
     let addr = serve(rig.state.clone(), rig.stop.clone()).await;
     let t0 = Instant::now();
     let mut resp = http_get(addr, "/api/doorbell/mjpeg").await;
@@ -240,7 +240,7 @@ async fn mjpeg_streams_400x288_jpegs_and_the_call_ends_when_it_closes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_snapshot_is_a_real_frame_then_cached_without_a_call() {
-    let rig = rig(44220, None, None).await;
+    let rig = rig(None, None).await;
     let addr = serve(rig.state.clone(), rig.stop.clone()).await;
     let mut resp = http_get(addr, "/api/doorbell/snapshot.jpg?live=1").await;
     assert_eq!(resp.status, 200);
@@ -288,7 +288,7 @@ async fn ffprobe(url: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hls_ffprobe_sees_h264_400x288_and_aac_with_ll_hls_blocking_reload() {
-    let rig = rig(44240, None, None).await;
+    let rig = rig(None, None).await;
     let addr = serve(rig.state.clone(), rig.stop.clone()).await;
     let t0 = Instant::now();
     let mut resp = http_get(addr, "/api/doorbell/hls/index.m3u8").await;
@@ -397,7 +397,7 @@ async fn chromium_plays_the_status_page_live_view() {
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).expect("artifact dir");
     let shot = artifacts.join("status-page-live.png");
-    let rig = rig(44260, None, None).await;
+    let rig = rig(None, None).await;
     let addr = serve(rig.state.clone(), rig.stop.clone()).await;
     let t0 = Instant::now();
     let out = tokio::process::Command::new("node")

@@ -1,6 +1,7 @@
 //! `router(state)` driven with `oneshot`: the status JSON's fixed fields, the bearer token and
 //! the ingress exemption, 404/400/401/403/409 as JSON `{error, detail}`, the page under ingress,
-//! metrics, the demo ring hook, and a snapshot that never calls the intercom.
+//! metrics, calls ended by reason in both, the demo ring hook, and a snapshot that never calls
+//! the intercom.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,7 +14,8 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use super::{jpeg_size, rig, stat};
+use super::{eventually, jpeg_size, rig, stat};
+use c300x_bridge::media::hub::{HubState, ViewerKind};
 
 struct Reply {
     status: StatusCode,
@@ -67,7 +69,7 @@ fn post(uri: &str, body: &str, token: Option<&str>) -> Request<Body> {
 
 #[tokio::test]
 async fn status_json_has_the_fixed_fields() {
-    let rig = rig(44000, None, None).await;
+    let rig = rig(None, None).await;
     let app = router(rig.state.clone());
     let r = send(&app, get("/api/status")).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -87,7 +89,7 @@ async fn status_json_has_the_fixed_fields() {
 
 #[tokio::test]
 async fn unknown_panels_paths_and_hls_names_are_404_json() {
-    let rig = rig(44020, None, None).await;
+    let rig = rig(None, None).await;
     let app = router(rig.state.clone());
     for uri in [
         "/api/nope/snapshot.jpg",
@@ -125,7 +127,7 @@ async fn unknown_panels_paths_and_hls_names_are_404_json() {
 
 #[tokio::test]
 async fn mutations_need_the_token_unless_from_ingress() {
-    let rig = rig(44040, Some("s3cret"), None).await;
+    let rig = rig(Some("s3cret"), None).await;
     let app = router(rig.state.clone());
     let r = send(&app, post("/api/doorbell/unlock", "", None)).await;
     assert_eq!(
@@ -178,7 +180,7 @@ async fn mutations_need_the_token_unless_from_ingress() {
 
 #[tokio::test]
 async fn bad_json_is_400_and_the_privacy_switch_refuses_viewers() {
-    let rig = rig(44060, None, None).await;
+    let rig = rig(None, None).await;
     let app = router(rig.state.clone());
     for (uri, body) in [
         ("/api/streaming", "{not json"),
@@ -243,7 +245,7 @@ async fn bad_json_is_400_and_the_privacy_switch_refuses_viewers() {
 
 #[tokio::test]
 async fn snapshot_without_a_call_is_the_placeholder_and_places_no_call() {
-    let rig = rig(44080, None, None).await;
+    let rig = rig(None, None).await;
     let app = router(rig.state.clone());
     for _ in 0..3 {
         let r = send(&app, get("/api/doorbell/snapshot.jpg")).await;
@@ -264,7 +266,7 @@ async fn snapshot_without_a_call_is_the_placeholder_and_places_no_call() {
 
 #[tokio::test]
 async fn page_assets_metrics_and_ingress_base() {
-    let rig = rig(44100, None, None).await;
+    let rig = rig(None, None).await;
     let app = router(rig.state.clone());
     let r = send(&app, get("/")).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -317,7 +319,7 @@ async fn page_assets_metrics_and_ingress_base() {
 #[tokio::test]
 async fn demo_ring_button_and_endpoint_only_in_demo() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let rig = rig(44120, None, Some(DemoHooks { ring: tx })).await;
+    let rig = rig(None, Some(DemoHooks { ring: tx })).await;
     let app = router(rig.state.clone());
     assert!(
         send(&app, get("/"))
@@ -335,4 +337,55 @@ async fn demo_ring_button_and_endpoint_only_in_demo() {
         Value::Bool(true)
     );
     rig.stop.cancel();
+}
+
+/// Each way a call ends is its own reason, in `/api/status` (`calls_ended`, `last_end`) and in
+/// `c300x_calls_ended_total{reason}`: a user's hang-up, the intercom's BYE, the linger, shutdown.
+#[tokio::test]
+async fn calls_ended_by_reason_in_the_status_and_the_metrics() {
+    let rig = rig(None, None).await;
+    let app = router(rig.state.clone());
+    let hub = rig.state.hubs[0].clone();
+    let t = Duration::from_secs(15);
+    let live = |n: u64| {
+        let hub = hub.clone();
+        let sim = &rig.sim;
+        move || hub.status().state == HubState::Live && stat(sim, |s| &s.invites_received) == n
+    };
+    let v = hub.join(ViewerKind::Hls).await.expect("join");
+    let r = send(&app, post("/api/doorbell/hangup", "", None)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    eventually("a new call for the viewer", t, live(2)).await;
+    assert_eq!(rig.sim.hang_up_all().await.expect("BYE"), 1);
+    eventually("a new call after the BYE", t, live(3)).await;
+    drop(v);
+    eventually("the linger ended it", t, || {
+        hub.status().state == HubState::Idle
+    })
+    .await;
+    let p = &send(&app, get("/api/status")).await.json()["panels"][0];
+    let ended = &p["calls_ended"];
+    for reason in ["local_hangup", "remote_bye", "linger"] {
+        assert_eq!(ended[reason], 1, "{reason} in {p}");
+    }
+    assert_eq!(p["last_end"]["reason"], "linger", "{p}");
+    assert!(
+        p["last_end"]["at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+    let m = send(&app, get("/metrics")).await.text();
+    for reason in ["local_hangup", "remote_bye", "linger"] {
+        let line = format!("c300x_calls_ended_total{{panel=\"doorbell\",reason=\"{reason}\"}} 1");
+        assert!(m.lines().any(|l| l == line), "missing `{line}` in\n{m}");
+    }
+    // A call still up at shutdown ends as `shutdown`.
+    let _v = hub.join(ViewerKind::Rtsp).await.expect("join");
+    rig.stop.cancel();
+    eventually("ended by the shutdown", t, || {
+        hub.status().calls_ended.contains(&("shutdown", 1))
+    })
+    .await;
+    let p = &send(&app, get("/api/status")).await.json()["panels"][0];
+    assert_eq!(p["last_end"]["reason"], "shutdown", "{p}");
 }

@@ -1,0 +1,212 @@
+//! The frame path on crafted H.264 packets, without a call or a clock: viewers start at a
+//! keyframe, the keyframe that admits a joiner reaches everyone already watching (issue 11,
+//! fault 2), a call restart is marked, a full queue drops until the next keyframe.
+
+use super::*;
+use crate::intercom::media::MediaKind;
+use bytes::Bytes;
+
+/// libx264 baseline 400x288 SPS (the simulator's and the C300X lo-res size), and a PPS.
+const SPS: &[u8] = &[
+    0x67, 0x42, 0xc0, 0x15, 0xd9, 0x01, 0x90, 0x96, 0xc0, 0x44, 0x00, 0x00, 0x03, 0x00, 0x04, 0x00,
+    0x00, 0x03, 0x00, 0x50, 0x3c, 0x58, 0xb9, 0x20,
+];
+const PPS: &[u8] = &[0x68, 0xce, 0x3c, 0x80];
+
+/// A camera sending single-NAL RTP packets at 10 fps.
+struct Cam {
+    seq: u16,
+    ts: u32,
+}
+
+impl Cam {
+    fn packet(&mut self, marker: bool, payload: &[u8]) -> MediaPacket {
+        self.seq = self.seq.wrapping_add(1);
+        MediaPacket {
+            kind: MediaKind::Video,
+            seq: self.seq,
+            timestamp: self.ts,
+            marker,
+            ssrc: 7,
+            payload_type: 96,
+            payload: Bytes::copy_from_slice(payload),
+            arrival: std::time::SystemTime::now(),
+        }
+    }
+
+    fn keyframe(&mut self) -> Vec<MediaPacket> {
+        self.ts += 9000;
+        vec![
+            self.packet(false, SPS),
+            self.packet(false, PPS),
+            self.packet(true, &[0x65, 0x88, 0x84, 0x21]),
+        ]
+    }
+
+    fn p_frame(&mut self) -> Vec<MediaPacket> {
+        self.ts += 9000;
+        vec![self.packet(true, &[0x41, 0x9a, 0x02, 0x03])]
+    }
+}
+
+fn fanout(queue: usize) -> Fanout {
+    let (lease_tx, _) = mpsc::unbounded_channel();
+    Fanout::new(
+        "doorbell".into(),
+        queue,
+        None,
+        lease_tx,
+        watch::channel(None).0,
+        watch::channel(None).0,
+        Arc::new(HubCounters::default()),
+    )
+}
+
+fn send(f: &mut Fanout, packets: Vec<MediaPacket>) -> Outcome {
+    let mut all = Outcome::default();
+    // One instant per burst: the first frame's wall-clock offset is exactly 0.
+    let now = Instant::now();
+    for p in packets {
+        let o = f.push(now, p);
+        all.first_keyframe |= o.first_keyframe;
+        all.admitted.extend(o.admitted);
+        all.gone.extend(o.gone);
+    }
+    all
+}
+
+fn joiner(f: &mut Fanout, id: u64) -> oneshot::Receiver<Result<Viewer, HubError>> {
+    let (reply, rx) = oneshot::channel();
+    f.join(Joiner {
+        id,
+        kind: ViewerKind::Rtsp,
+        reply,
+    });
+    rx
+}
+
+/// What a viewer has queued: `K`/`P` with pts, `D` for a discontinuity, `A` audio.
+fn drain(v: &mut Viewer) -> Vec<String> {
+    std::iter::from_fn(|| v.frames.try_recv().ok())
+        .map(|f| match f {
+            Frame::Video(v) if v.au.keyframe => format!("K{}", v.pts),
+            Frame::Video(v) => format!("P{}", v.pts),
+            Frame::Audio(_) => "A".into(),
+            Frame::Discontinuity => "D".into(),
+        })
+        .collect()
+}
+
+fn viewer(rx: &mut oneshot::Receiver<Result<Viewer, HubError>>) -> Viewer {
+    rx.try_recv().expect("admitted").expect("a viewer")
+}
+
+#[test]
+fn viewers_watching_through_a_restart_get_the_keyframe_that_admits_a_joiner() {
+    let mut f = fanout(64);
+    let mut cam = Cam { seq: 100, ts: 0 };
+    f.start_call();
+    let out = send(&mut f, cam.keyframe());
+    assert!(out.first_keyframe);
+    let (mut r1, mut r2) = (joiner(&mut f, 1), joiner(&mut f, 2));
+    assert_eq!(
+        f.admit_waiting().admitted,
+        [1, 2],
+        "a keyframe is cached: at once"
+    );
+    let (mut v1, mut v2) = (viewer(&mut r1), viewer(&mut r2));
+    send(&mut f, cam.p_frame());
+    assert_eq!(drain(&mut v1), ["K0", "P9000"]);
+    assert_eq!(drain(&mut v2), ["K0", "P9000"]);
+
+    // The call restarts (remote BYE, no RTP, max call); a third viewer joins meanwhile.
+    f.end_call();
+    f.start_call();
+    let mut r3 = joiner(&mut f, 3);
+    assert!(
+        f.admit_waiting().admitted.is_empty(),
+        "no keyframe of this call yet"
+    );
+    let mut cam = Cam { seq: 5000, ts: 777 };
+    let out = send(&mut f, cam.keyframe());
+    assert_eq!(out.admitted, [3]);
+    let mut v3 = viewer(&mut r3);
+    let k = "K18000"; // the last frame (9000) + the 100 ms gap left between calls
+    assert_eq!(drain(&mut v3), [k]);
+    assert_eq!(
+        drain(&mut v1),
+        ["D", k],
+        "the first viewer got the admitting keyframe"
+    );
+    assert_eq!(
+        drain(&mut v2),
+        ["D", k],
+        "the second viewer got the admitting keyframe"
+    );
+}
+
+#[test]
+fn a_full_queue_drops_until_the_next_keyframe_and_a_dropped_receiver_is_gone() {
+    let mut f = fanout(8);
+    let mut cam = Cam { seq: 1, ts: 0 };
+    f.start_call();
+    send(&mut f, cam.keyframe());
+    let (mut r1, mut r2) = (joiner(&mut f, 1), joiner(&mut f, 2));
+    f.admit_waiting();
+    let (mut slow, fast) = (viewer(&mut r1), viewer(&mut r2));
+    drop(fast.frames);
+    let mut gone = Vec::new();
+    for _ in 0..12 {
+        gone.extend(send(&mut f, cam.p_frame()).gone);
+    }
+    assert_eq!(gone, [2], "the dropped receiver is reported once");
+    let got = drain(&mut slow);
+    assert_eq!(got.len(), 8, "the queue held 8: {got:?}");
+    send(&mut f, cam.p_frame());
+    assert!(
+        drain(&mut slow).is_empty(),
+        "after a drop: nothing until a keyframe"
+    );
+    send(&mut f, cam.keyframe());
+    assert!(drain(&mut slow)[0].starts_with('K'));
+    let snap = f.counters.snapshot(crate::media::hub::task::initial_status(
+        &crate::config::Panel {
+            name: "doorbell".into(),
+            devaddr: 20,
+        },
+    ));
+    assert_eq!(
+        snap.frames_dropped, 1,
+        "the frame that did not fit; then it waits: {snap:?}"
+    );
+}
+
+#[test]
+fn packets_without_a_call_are_ignored_and_joiners_wait() {
+    let mut f = fanout(8);
+    let mut cam = Cam { seq: 1, ts: 0 };
+    let mut r = joiner(&mut f, 1);
+    let out = send(&mut f, cam.keyframe());
+    assert!(!out.first_keyframe && out.admitted.is_empty());
+    assert!(r.try_recv().is_err(), "still waiting");
+    f.reject(
+        1,
+        HubError::Stopped {
+            panel: "doorbell".into(),
+        },
+    );
+    assert!(matches!(r.try_recv(), Ok(Err(HubError::Stopped { .. }))));
+}
+
+#[test]
+fn a_joiner_that_gave_up_before_its_keyframe_is_reported_gone() {
+    let mut f = fanout(8);
+    let mut cam = Cam { seq: 1, ts: 0 };
+    f.start_call();
+    let (r1, mut r2) = (joiner(&mut f, 1), joiner(&mut f, 2));
+    drop(r1);
+    let out = send(&mut f, cam.keyframe());
+    assert_eq!((out.admitted, out.gone), (vec![2], vec![1]));
+    assert_eq!(f.viewers(), 1);
+    assert!(r2.try_recv().is_ok());
+}
