@@ -229,30 +229,37 @@ fn init_tracing(cfg: &Config) {
         .try_init();
 }
 
-/// Cancelled on Ctrl-C or SIGTERM; everything shuts down from this one token.
+/// Cancelled on Ctrl-C or SIGTERM; everything shuts down from this one token. The handlers are
+/// installed here, before anything is printed, so a signal sent right after a banner line is never
+/// taken by the default action (which would kill the process without its orderly stop).
 fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(_) => {
-                        let _ = ctrl_c.await;
-                        t.cancel();
-                        return;
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = int.recv() => {},
+                        _ = term.recv() => {},
                     }
-                };
-            tokio::select! {
-                _ = ctrl_c => {},
-                _ = term.recv() => {},
+                    tracing::info!("shutting down");
+                    t.cancel();
+                });
+                return token;
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!("cannot install the SIGINT/SIGTERM handlers ({e}); Ctrl-C only");
             }
         }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
+    }
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
         t.cancel();
     });
