@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::homeassistant;
 use crate::intercom::Intercom;
 use crate::intercom::media::PortPool;
 use crate::intercom::sip::{RegistrationState, RingEvent};
@@ -64,6 +65,12 @@ pub async fn run_with(
     let server_stop = CancellationToken::new();
     let intercom = Intercom::start(&cfg, sip_stop.clone()).await?;
     let hubs = StreamHub::for_panels(&cfg, &intercom, &hub_stop);
+    // The Generic Camera in Home Assistant (issue 15): HA reaches us at the advertised address.
+    let camera_host = cfg
+        .advertise_address
+        .unwrap_or_else(|| intercom.media_ip())
+        .to_string();
+    let (camera_tx, camera) = homeassistant::CameraWatch::channel(&cfg, &camera_host);
 
     let rtsp_settings = RtspSettings {
         user: cfg.rtsp_user.clone(),
@@ -84,6 +91,7 @@ pub async fn run_with(
         intercom: intercom.clone(),
         config: Arc::new(cfg.clone()),
         demo,
+        camera: camera.clone(),
     };
     tasks.push(tokio::spawn(http::run(
         http_listener,
@@ -107,10 +115,18 @@ pub async fn run_with(
             cfg.clone(),
             intercom.clone(),
             hubs.clone(),
+            camera.clone(),
             server_stop.clone(),
         ))),
         None => tracing::info!("MQTT off: no broker configured (set mqtt_url)"),
     }
+    tasks.push(tokio::spawn(homeassistant::run(
+        cfg.clone(),
+        camera_host,
+        intercom.sip().registration(),
+        camera_tx,
+        server_stop.clone(),
+    )));
     tracing::info!(
         intercom = cfg.intercom_host.as_deref().unwrap_or_default(),
         port = cfg.intercom_sip_port,

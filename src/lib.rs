@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod config;
+pub mod homeassistant;
 pub mod intercom;
 pub mod media;
 pub mod mqtt;

@@ -3,6 +3,7 @@
 //! `raw`, typing and checking each key in `validate`, printing in `print`. Nothing here opens sockets
 //! or checks that hosts are reachable; "required for run" is `Config::require_intercom`.
 
+mod homeassistant;
 mod print;
 mod raw;
 mod validate;
@@ -223,6 +224,26 @@ impl fmt::Display for MqttUrl {
     }
 }
 
+/// A parsed `homeassistant_url`: `http://host[:8123][/prefix]` (plain HTTP: HA on the LAN).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HaUrl {
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    /// A path prefix without the trailing `/` (`""` normally, `/ha` behind a proxy).
+    pub path: String,
+}
+
+impl fmt::Display for HaUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "http://[{}]:{}{}", self.host, self.port, self.path)
+        } else {
+            write!(f, "http://{}:{}{}", self.host, self.port, self.path)
+        }
+    }
+}
+
 /// The validated configuration. Field names follow the option keys; `*_seconds`/`pulse_ms` become
 /// `Duration`s. `mqtt_url: None` means "no broker configured" (the add-on may ask the Supervisor).
 #[derive(Clone, Debug, PartialEq)]
@@ -259,6 +280,15 @@ pub struct Config {
     pub mqtt_password: Option<Secret>,
     pub mqtt_discovery_prefix: String,
     pub mqtt_base_topic: String,
+    /// Create (and keep up to date) one Generic Camera per panel in Home Assistant: through the
+    /// Supervisor in the add-on, else through `homeassistant_url`; otherwise the manual steps are shown.
+    pub ha_camera: bool,
+    /// Home Assistant outside the add-on, e.g. `http://192.168.1.5:8123`.
+    pub homeassistant_url: Option<HaUrl>,
+    /// A long-lived access token for `homeassistant_url`.
+    pub homeassistant_token: Option<Secret>,
+    /// Where the bridge keeps its state; `None`: `/data` in the add-on, else a per-user directory.
+    pub data_dir: Option<PathBuf>,
     pub log_level: LogLevel,
 }
 
@@ -300,6 +330,10 @@ impl Default for Config {
             mqtt_password: None,
             mqtt_discovery_prefix: "homeassistant".to_owned(),
             mqtt_base_topic: "c300x".to_owned(),
+            ha_camera: true,
+            homeassistant_url: None,
+            homeassistant_token: None,
+            data_dir: None,
             log_level: LogLevel::Info,
         }
     }

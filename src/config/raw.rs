@@ -61,6 +61,10 @@ pub(super) const SPECS: &[(&str, Kind)] = &[
     ("mqtt_password", Kind::Secret),
     ("mqtt_discovery_prefix", Kind::Text),
     ("mqtt_base_topic", Kind::Text),
+    ("ha_camera", Kind::Bool),
+    ("homeassistant_url", Kind::Text),
+    ("homeassistant_token", Kind::Secret),
+    ("data_dir", Kind::Text),
     ("log_level", Kind::Text),
 ];
 

@@ -56,6 +56,7 @@ pub async fn rig(rtp_base: u16, token: Option<&str>, demo: Option<DemoHooks>) ->
         intercom,
         config: Arc::new(config),
         demo,
+        camera: c300x_bridge::homeassistant::CameraWatch::none(),
     };
     Rig { sim, state, stop }
 }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use c300x_bridge::config::{Config, Lock, Panel};
+use c300x_bridge::homeassistant::{CameraWatch, PanelCamera, SETUP_LINK, SetupState};
 use c300x_bridge::intercom::Intercom;
 use c300x_bridge::media::hub::{HubSettings, StreamHub};
 use c300x_bridge::mqtt::{self, MqttSettings};
@@ -22,7 +23,7 @@ use crate::intercom_calls::{bridge, config_for};
 
 const T: Duration = Duration::from_secs(10);
 /// Discovery configs for one panel and one lock (see tests/golden/mqtt/).
-const CONFIGS: usize = 15;
+const CONFIGS: usize = 16;
 
 /// A mosquitto of our own: `mosquitto -c <tmp>/mosquitto.conf`, killed by PID on drop.
 pub struct Broker {
@@ -211,6 +212,8 @@ pub struct Rig {
     pub stop: CancellationToken,
     pub mqtt_stop: CancellationToken,
     pub task: tokio::task::JoinHandle<()>,
+    /// Drives the camera-setup sensor as `homeassistant::run` would.
+    pub camera: tokio::sync::watch::Sender<Vec<PanelCamera>>,
     /// `c300x/<id>`.
     pub base: String,
     pub node: String,
@@ -238,11 +241,13 @@ impl Rig {
         );
         let id = c300x_bridge::mqtt::topics::device_id(sim.domain()).expect("id");
         let mqtt_stop = CancellationToken::new();
+        let (camera, camera_watch) = CameraWatch::channel(&cfg, "127.0.0.1");
         let task = tokio::spawn(mqtt::run(
             broker.settings(),
             cfg.clone(),
             intercom.clone(),
             vec![hub],
+            camera_watch,
             mqtt_stop.clone(),
         ));
         Rig {
@@ -252,6 +257,7 @@ impl Rig {
             stop,
             mqtt_stop,
             task,
+            camera,
             base: format!("c300x/{id}"),
             node: format!("c300x_{id}"),
         }
@@ -535,4 +541,46 @@ async fn remove_device_clears_every_config() {
     let later = Watcher::start(broker.port, "later").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(configs(&later.all()), 0, "{:?}", later.all());
+}
+
+#[tokio::test]
+async fn camera_setup_sensor_shows_why_and_how_to_add_it_by_hand() {
+    let broker = Broker::start();
+    let rig = Rig::start(&broker, 45060).await;
+    let w = Watcher::start(broker.port, "camera").await;
+    let state = rig.t("panel/doorbell/camera_setup");
+    w.wait("initial state", |m| {
+        m.iter().any(|m| m.topic == state && m.payload == "waiting")
+    })
+    .await;
+    rig.camera.send_modify(|all| {
+        all[0].state = SetupState::Manual {
+            reason: "cannot reach Home Assistant: connection refused".into(),
+        }
+    });
+    w.wait("manual", |m| {
+        m.iter().any(|m| m.topic == state && m.payload == "manual")
+    })
+    .await;
+    let attributes = w.on(&format!("{state}/attributes"));
+    let last: Value =
+        serde_json::from_str(&attributes.last().expect("attributes").payload).expect("json");
+    assert_eq!(last["setup_link"], SETUP_LINK);
+    assert_eq!(
+        last["detail"],
+        "cannot reach Home Assistant: connection refused"
+    );
+    assert_eq!(
+        last["stream_source"],
+        format!("rtsp://127.0.0.1:{}/doorbell", rig.cfg.rtsp_port)
+    );
+    assert_eq!(
+        last["still_image_url"],
+        format!(
+            "http://127.0.0.1:{}/api/doorbell/snapshot.jpg",
+            rig.cfg.http_port
+        )
+    );
+    assert_eq!(last["entity_id"], "camera.doorbell");
+    rig.stop().await;
 }
