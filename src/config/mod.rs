@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use raw::{ENV_PREFIX, KEYS, RESERVED_ENV};
+pub use raw::{ENV_PREFIX, KEYS, RESERVED_ENV, closest};
 
 /// Where the configuration comes from, lowest priority first: `options_json`, then `file`, then
 /// `env`, then `cli`. Each is optional; absent layers leave the built-in defaults in place.

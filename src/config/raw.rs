@@ -303,10 +303,7 @@ pub(super) fn type_name(value: &Value) -> &'static str {
 }
 
 /// The closest of `candidates` to `key` when it is obviously a typo (edit distance at most 2).
-pub(super) fn closest<'a>(
-    key: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn closest<'a>(key: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (edit_distance(key, c), c))
