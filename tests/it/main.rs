@@ -14,4 +14,5 @@ mod rtsp;
 mod sim_media;
 mod sim_sip;
 mod sip_peer;
+mod status_page;
 mod transcode;

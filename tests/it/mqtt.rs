@@ -546,7 +546,7 @@ async fn remove_device_clears_every_config() {
 #[tokio::test]
 async fn camera_setup_sensor_shows_why_and_how_to_add_it_by_hand() {
     let broker = Broker::start();
-    let rig = Rig::start(&broker, 45060).await;
+    let rig = Rig::start(&broker, 45160).await;
     let w = Watcher::start(broker.port, "camera").await;
     let state = rig.t("panel/doorbell/camera_setup");
     w.wait("initial state", |m| {
