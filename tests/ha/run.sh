@@ -28,7 +28,14 @@ for version in ${C300X_HA_VERSIONS:-2026.2.3 2024.3.3}; do
   t=$(date +%s)
   case "$version" in
     2024.3.3) home=$(tests/ha/venv.sh) ;;
-    2026.2.3) home=$(tests/ha/chroot.sh) ;;
+    2026.2.3)
+      if [ "$(id -u)" -ne 0 ]; then
+        # debootstrap, chroot and the mount namespace need root (CI runs as root).
+        echo "ha: Home Assistant $version needs root for its Debian 13 chroot: skipped" >&2
+        echo "ha: 0 passed, 0 failed, 1 skipped"
+        continue
+      fi
+      home=$(tests/ha/chroot.sh) ;;
     *) echo "ha: no set-up for Home Assistant $version (2026.2.3 or 2024.3.3)" >&2; exit 2 ;;
   esac
   echo "ha: Home Assistant $version ready after $(( $(date +%s) - t ))s" >&2
