@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::homeassistant;
 use crate::intercom::Intercom;
 use crate::intercom::media::PortPool;
 use crate::intercom::sip::RegistrationState;
@@ -99,6 +100,12 @@ pub async fn run_with(
         });
         hubs.push(hub);
     }
+    // The Generic Camera in Home Assistant (issue 15): HA reaches us at the advertised address.
+    let camera_host = cfg
+        .advertise_address
+        .unwrap_or_else(|| intercom.media_ip())
+        .to_string();
+    let (camera_tx, camera) = homeassistant::CameraWatch::channel(&cfg, &camera_host);
 
     let rtsp_settings = RtspSettings {
         user: cfg.rtsp_user.clone(),
@@ -123,6 +130,7 @@ pub async fn run_with(
         intercom: intercom.clone(),
         config: Arc::new(cfg.clone()),
         demo,
+        camera: camera.clone(),
     };
     let web = http::run(http_listener, state, server_stop.clone());
     parts.spawn("http", async move {
@@ -147,6 +155,7 @@ pub async fn run_with(
                 cfg.clone(),
                 intercom.clone(),
                 hubs.clone(),
+                camera.clone(),
                 server_stop.clone(),
             );
             parts.spawn("mqtt", async move {
@@ -160,6 +169,21 @@ pub async fn run_with(
         "events",
         log_registration(intercom.clone(), server_stop.clone()),
     );
+    // A one-off job (it returns once every camera is set up or handed to the user); it stays
+    // tracked until the servers stop, so finishing is not mistaken for a component dying.
+    let camera_job = homeassistant::run(
+        cfg.clone(),
+        camera_host,
+        intercom.sip().registration(),
+        camera_tx,
+        server_stop.clone(),
+    );
+    let camera_stop = server_stop.clone();
+    parts.spawn("homeassistant", async move {
+        camera_job.await;
+        camera_stop.cancelled().await;
+        Ok(())
+    });
     tracing::info!(
         intercom = cfg.intercom_host.as_deref().unwrap_or_default(),
         port = cfg.intercom_sip_port,

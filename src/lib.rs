@@ -4,6 +4,7 @@
 pub mod app;
 pub mod config;
 pub mod doorbell;
+pub mod homeassistant;
 pub mod intercom;
 pub mod media;
 pub mod mqtt;

@@ -145,7 +145,7 @@ fn main() -> ExitCode {
     {
         return config_error(&e);
     }
-    init_tracing(&cfg);
+    init_tracing(&cfg, matches!(cli.command, Command::Check(_)));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -219,13 +219,22 @@ fn config_error(e: &config::ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn init_tracing(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{},rsipstack=warn", cfg.log_level.as_str()))
-    });
+/// Logs go to stderr (stdout carries the banners and `check`'s report), with colours only on a
+/// terminal (and never with `NO_COLOR`). `check` logs warnings only, unless debug/trace is asked.
+fn init_tracing(cfg: &Config, quiet: bool) {
+    use std::io::IsTerminal;
+    let level = match cfg.log_level {
+        config::LogLevel::Info if quiet => "warn",
+        other => other.as_str(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},rsipstack=warn")));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(colour)
+        .with_writer(std::io::stderr)
         .try_init();
 }
 
@@ -343,13 +352,36 @@ async fn demo(mut cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()
     for line in app::endpoints(&cfg) {
         println!("  {line}");
     }
-    println!("Open the web page and press \"Ring the doorbell\". Press Ctrl-C to stop.");
+    for line in demo_steps(&cfg) {
+        println!("{line}");
+    }
     let demo = c300x_bridge::servers::http::DemoHooks { ring: ring_tx };
     let result = app::run_with(cfg, shutdown, Some(demo)).await;
     if let Ok(sim) = std::sync::Arc::try_unwrap(sim) {
         let _ = tokio::time::timeout(Duration::from_millis(500), sim.shutdown()).await;
     }
     Ok(result?)
+}
+
+/// What to press in `demo`, in order (the banner; logs follow on stderr).
+fn demo_steps(cfg: &Config) -> Vec<String> {
+    let host = cfg
+        .advertise_address
+        .map_or_else(|| "127.0.0.1".to_owned(), |a| a.to_string());
+    let panel = cfg.panels.first().map_or("doorbell", |p| p.name.as_str());
+    vec![
+        "Try it:".to_owned(),
+        format!(
+            "  1. open http://{host}:{}/ and press \"Watch live\": the bridge calls the simulated panel and plays its camera",
+            cfg.http_port
+        ),
+        "  2. press \"Ring the doorbell (demo)\": the page shows the ring; \"Answer ring\" and \"Unlock\" act on it".to_owned(),
+        format!(
+            "  3. or play rtsp://{host}:{}/{panel} with `ffplay -rtsp_transport tcp` or `mpv`",
+            cfg.rtsp_port
+        ),
+        "Press Ctrl-C to stop.".to_owned(),
+    ]
 }
 
 async fn sim(args: SimArgs, shutdown: CancellationToken) -> anyhow::Result<()> {

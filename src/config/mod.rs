@@ -4,6 +4,7 @@
 //! or checks that hosts are reachable; "required for run" is `Config::require_intercom`.
 
 mod doorbell;
+mod homeassistant;
 mod print;
 mod raw;
 mod validate;
@@ -16,7 +17,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use raw::{ENV_PREFIX, KEYS, RESERVED_ENV};
+pub use raw::{ENV_PREFIX, KEYS, RESERVED_ENV, closest};
 
 /// Where the configuration comes from, lowest priority first: `options_json`, then `file`, then
 /// `env`, then `cli`. Each is optional; absent layers leave the built-in defaults in place.
@@ -224,6 +225,26 @@ impl fmt::Display for MqttUrl {
     }
 }
 
+/// A parsed `homeassistant_url`: `http://host[:8123][/prefix]` (plain HTTP: HA on the LAN).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HaUrl {
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    /// A path prefix without the trailing `/` (`""` normally, `/ha` behind a proxy).
+    pub path: String,
+}
+
+impl fmt::Display for HaUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "http://[{}]:{}{}", self.host, self.port, self.path)
+        } else {
+            write!(f, "http://{}:{}{}", self.host, self.port, self.path)
+        }
+    }
+}
+
 /// The validated configuration. Field names follow the option keys; `*_seconds`/`pulse_ms` become
 /// `Duration`s. `mqtt_url: None` means "no broker configured" (the add-on may ask the Supervisor).
 #[derive(Clone, Debug, PartialEq)]
@@ -276,6 +297,15 @@ pub struct Config {
     pub mqtt_password: Option<Secret>,
     pub mqtt_discovery_prefix: String,
     pub mqtt_base_topic: String,
+    /// Create (and keep up to date) one Generic Camera per panel in Home Assistant: through the
+    /// Supervisor in the add-on, else through `homeassistant_url`; otherwise the manual steps are shown.
+    pub ha_camera: bool,
+    /// Home Assistant outside the add-on, e.g. `http://192.168.1.5:8123`.
+    pub homeassistant_url: Option<HaUrl>,
+    /// A long-lived access token for `homeassistant_url`.
+    pub homeassistant_token: Option<Secret>,
+    /// Where the bridge keeps its state; `None`: `/data` in the add-on, else a per-user directory.
+    pub data_dir: Option<PathBuf>,
     pub log_level: LogLevel,
 }
 
@@ -325,6 +355,10 @@ impl Default for Config {
             mqtt_password: None,
             mqtt_discovery_prefix: "homeassistant".to_owned(),
             mqtt_base_topic: "c300x".to_owned(),
+            ha_camera: true,
+            homeassistant_url: None,
+            homeassistant_token: None,
+            data_dir: None,
             log_level: LogLevel::Info,
         }
     }

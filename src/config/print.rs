@@ -43,6 +43,10 @@ struct Flat<'a> {
     mqtt_password: Option<&'static str>,
     mqtt_discovery_prefix: &'a str,
     mqtt_base_topic: &'a str,
+    ha_camera: bool,
+    homeassistant_url: Option<String>,
+    homeassistant_token: Option<&'static str>,
+    data_dir: Option<String>,
     log_level: &'static str,
 }
 
@@ -117,6 +121,10 @@ pub(super) fn masked_yaml(c: &Config) -> String {
         mqtt_password: mask(&c.mqtt_password),
         mqtt_discovery_prefix: &c.mqtt_discovery_prefix,
         mqtt_base_topic: &c.mqtt_base_topic,
+        ha_camera: c.ha_camera,
+        homeassistant_url: c.homeassistant_url.as_ref().map(|u| u.to_string()),
+        homeassistant_token: mask(&c.homeassistant_token),
+        data_dir: c.data_dir.as_ref().map(|d| d.display().to_string()),
         log_level: c.log_level.as_str(),
     };
     // Serializing plain strings, numbers and lists cannot fail; keep a readable fallback anyway.

@@ -70,6 +70,10 @@ pub(super) const SPECS: &[(&str, Kind)] = &[
     ("mqtt_password", Kind::Secret),
     ("mqtt_discovery_prefix", Kind::Text),
     ("mqtt_base_topic", Kind::Text),
+    ("ha_camera", Kind::Bool),
+    ("homeassistant_url", Kind::Text),
+    ("homeassistant_token", Kind::Secret),
+    ("data_dir", Kind::Text),
     ("log_level", Kind::Text),
 ];
 
@@ -308,10 +312,7 @@ pub(super) fn type_name(value: &Value) -> &'static str {
 }
 
 /// The closest of `candidates` to `key` when it is obviously a typo (edit distance at most 2).
-pub(super) fn closest<'a>(
-    key: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn closest<'a>(key: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (edit_distance(key, c), c))

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::doorbell::{count, directory, reject_code};
+use super::homeassistant;
 use super::raw::{self, Kind, Merged};
 use super::{
     Config, ConfigError, Lock, LogLevel, MASK, MqttUrl, Origin, Panel, Secret, SipTransport,
@@ -69,6 +70,10 @@ pub(super) fn build(m: &Merged) -> Result<Config, ConfigError> {
         mqtt_password: field(m, "mqtt_password", None, secret)?,
         mqtt_discovery_prefix: field(m, "mqtt_discovery_prefix", d.mqtt_discovery_prefix, topic)?,
         mqtt_base_topic: field(m, "mqtt_base_topic", d.mqtt_base_topic, topic)?,
+        ha_camera: field(m, "ha_camera", d.ha_camera, boolean)?,
+        homeassistant_url: field(m, "homeassistant_url", None, homeassistant::url)?,
+        homeassistant_token: field(m, "homeassistant_token", None, secret)?,
+        data_dir: field(m, "data_dir", None, homeassistant::dir)?,
         log_level: field(m, "log_level", d.log_level, log_level)?,
     };
     across_keys(m, &config)?;
@@ -196,13 +201,13 @@ pub(super) fn text(value: &Value) -> Result<String, Allowed> {
 }
 
 /// Optional text: `""` (what the Supervisor writes for an empty field) means unset.
-fn opt_text(value: &Value) -> Result<Option<String>, Allowed> {
+pub(super) fn opt_text(value: &Value) -> Result<Option<String>, Allowed> {
     let s = text(value)?;
     Ok((!s.trim().is_empty()).then_some(s))
 }
 
 /// A password or token must be quoted text: a YAML number would lose leading zeros.
-fn secret(value: &Value) -> Result<Option<Secret>, Allowed> {
+pub(super) fn secret(value: &Value) -> Result<Option<Secret>, Allowed> {
     match value {
         Value::String(s) if s.is_empty() => Ok(None),
         Value::String(s) => Ok(Some(Secret::new(s.clone()))),
@@ -229,7 +234,7 @@ fn host(value: &Value) -> Result<Option<String>, Allowed> {
     }
 }
 
-fn is_host_name(s: &str) -> bool {
+pub(super) fn is_host_name(s: &str) -> bool {
     s.len() <= 253
         && s.split('.').all(|label| {
             !label.is_empty()
@@ -574,6 +579,9 @@ fn across_keys(m: &Merged, c: &Config) -> Result<(), ConfigError> {
                 format!("must be outside the RTP port range {min} to {max}"),
             );
         }
+    }
+    if let Some((key, value, allowed)) = homeassistant::across_keys(c) {
+        return at(key, value, allowed);
     }
     match (&c.rtsp_user, &c.rtsp_password) {
         (Some(user), None) => at(

@@ -22,6 +22,8 @@ pub enum Status {
     Pass,
     Warn,
     Fail,
+    /// Not run: asked for but impossible after an earlier failure, or not asked for.
+    Skip,
 }
 
 /// One line of the report.
@@ -40,6 +42,7 @@ impl std::fmt::Display for Step {
             Status::Pass => "ok  ",
             Status::Warn => "warn",
             Status::Fail => "FAIL",
+            Status::Skip => "skip",
         };
         write!(f, "[{mark}] {:<10} {}", self.name, self.detail)?;
         if let Some(fix) = &self.fix {
@@ -58,7 +61,89 @@ pub struct Options {
 }
 
 const EDIT_TRANSPORT: &str = "on the intercom, append `sip:$2;maddr=$2` to --transports in /etc/init.d/flexisipsh and reboot (DOCS.md, step 1)";
-const EDIT_FIREWALL: &str = "open TCP/UDP 5060 and the RTP range to this host in /etc/network/if-pre-up.d/iptables (DOCS.md, step 6)";
+
+/// The firewall edit, with the ports this configuration uses.
+fn edit_firewall(cfg: &Config) -> String {
+    format!(
+        "open TCP/UDP {} (intercom_sip_port) and UDP {}-{} (rtp_port_min-rtp_port_max) to this \
+         host in /etc/network/if-pre-up.d/iptables (DOCS.md, step 6)",
+        cfg.intercom_sip_port, cfg.rtp_port_min, cfg.rtp_port_max
+    )
+}
+
+/// What to change when SIP on `intercom_sip_port` cannot be reached: a refused connection
+/// means nothing listens on that port (the transport edit, or a wrong port), silence means a
+/// firewall.
+pub fn reach_fix(cfg: &Config, error: &str) -> String {
+    let port = cfg.intercom_sip_port;
+    if error.to_ascii_lowercase().contains("refused") {
+        format!(
+            "nothing accepts SIP on port {port} (intercom_sip_port = {port}): {EDIT_TRANSPORT}; \
+             if flexisip listens on another port, set intercom_sip_port to it"
+        )
+    } else {
+        format!("{EDIT_TRANSPORT}; {}", edit_firewall(cfg))
+    }
+}
+
+/// What to change after a failed REGISTER (`reason` is the status line or error).
+pub fn register_fix(cfg: &Config, reason: &str) -> String {
+    let domain = cfg.sip_domain.as_deref().unwrap_or("<domain>");
+    let user = &cfg.sip_user;
+    if reason.contains("401") || reason.contains("407") {
+        EDIT_TRUSTED.to_owned()
+    } else if reason.contains("403") {
+        format!(
+            "sip_domain `{domain}` must be the first word of /etc/flexisip/domain-registration.conf"
+        )
+    } else if reason.contains("404") {
+        let default = Config::default().sip_user;
+        let typo = crate::config::closest(user, [default.as_str()])
+            .filter(|d| *d != user)
+            .map(|d| format!(" (did you mean `{d}`, the default?)"))
+            .unwrap_or_default();
+        format!(
+            "flexisip does not know `{user}@{domain}`: add `{user}@{domain} md5:<hash> ;` to \
+             /etc/flexisip/users/users.db.txt (DOCS.md, step 2); if it is there already, \
+             sip_user `{user}` is mistyped{typo}: it must match users.db.txt, route.conf and \
+             route_int.conf letter for letter"
+        )
+    } else {
+        EDIT_TRANSPORT.to_owned()
+    }
+}
+
+/// `--message` / `--call` steps that cannot run after `why`, and a note when `--call` was not
+/// asked for (a user should know the camera path was not tried).
+fn not_run(opts: &Options, why: Option<&str>) -> Vec<Step> {
+    let mut out = Vec::new();
+    if let Some(why) = why
+        && opts.message
+    {
+        out.push(step(
+            "message",
+            Status::Skip,
+            format!("skipped: {why}"),
+            None,
+        ));
+    }
+    match (opts.call, why) {
+        (Some(_), Some(why)) => out.push(step(
+            "call",
+            Status::Skip,
+            format!("skipped: {why}; the test call needs it"),
+            None,
+        )),
+        (None, _) => out.push(step(
+            "call",
+            Status::Skip,
+            "not tried: add --call for a short test view call (it switches the outdoor camera on)",
+            None,
+        )),
+        (Some(_), None) => {}
+    }
+    out
+}
 const EDIT_TRUSTED: &str = "add this host's IP to trusted-hosts in flexisip.conf [module::Authentication] (DOCS.md, step 5), or set sip_password";
 
 fn step(name: &'static str, status: Status, detail: impl Into<String>, fix: Option<&str>) -> Step {
@@ -93,6 +178,9 @@ pub async fn run(cfg: &Config, opts: &Options, mut report: impl FnMut(&Step)) ->
             ),
             &mut steps,
         );
+        for s in not_run(opts, Some("the intercom's address is unknown")) {
+            push(s, &mut steps);
+        }
         return steps;
     };
     push(
@@ -102,15 +190,23 @@ pub async fn run(cfg: &Config, opts: &Options, mut report: impl FnMut(&Step)) ->
 
     let tcp = probe_tcp(addr).await;
     push(
-        reach_step("sip/tcp", tcp, cfg.sip_transport == SipTransport::Tcp),
+        reach_step(cfg, "sip/tcp", tcp, cfg.sip_transport == SipTransport::Tcp),
         &mut steps,
     );
     let udp = probe_udp(addr, cfg.sip_domain.as_deref().unwrap_or_default()).await;
     push(
-        reach_step("sip/udp", udp, cfg.sip_transport == SipTransport::Udp),
+        reach_step(cfg, "sip/udp", udp, cfg.sip_transport == SipTransport::Udp),
         &mut steps,
     );
     if steps.iter().any(|s| s.status == Status::Fail) {
+        let why = format!(
+            "SIP over {} is not reachable on port {}",
+            cfg.sip_transport.as_str(),
+            cfg.intercom_sip_port
+        );
+        for s in not_run(opts, Some(&why)) {
+            push(s, &mut steps);
+        }
         return steps;
     }
 
@@ -127,6 +223,9 @@ pub async fn run(cfg: &Config, opts: &Options, mut report: impl FnMut(&Step)) ->
                 ),
                 &mut steps,
             );
+            for s in not_run(opts, Some("the SIP agent did not start")) {
+                push(s, &mut steps);
+            }
             return steps;
         }
     };
@@ -181,7 +280,11 @@ pub async fn run(cfg: &Config, opts: &Options, mut report: impl FnMut(&Step)) ->
     }
     if ok && let Some(len) = opts.call {
         let devaddr = cfg.panels.first().map_or(20, |p| p.devaddr);
-        push(call_step(&intercom, devaddr, len).await, &mut steps);
+        push(call_step(cfg, &intercom, devaddr, len).await, &mut steps);
+    }
+    let why = (!ok).then_some("the registration failed");
+    for s in not_run(opts, why) {
+        push(s, &mut steps);
     }
     intercom.sip().shutdown().await;
     shutdown.cancel();
@@ -189,13 +292,13 @@ pub async fn run(cfg: &Config, opts: &Options, mut report: impl FnMut(&Step)) ->
 }
 
 /// A probe of one transport: failing is fatal only for the transport the bridge uses.
-fn reach_step(name: &'static str, probe: Result<String, String>, used: bool) -> Step {
+fn reach_step(cfg: &Config, name: &'static str, probe: Result<String, String>, used: bool) -> Step {
     let status = match (&probe, used) {
         (Ok(_), _) => Status::Pass,
         (Err(_), true) => Status::Fail,
         (Err(_), false) => Status::Warn,
     };
-    let fix = (status != Status::Pass).then(|| format!("{EDIT_TRANSPORT}; {EDIT_FIREWALL}"));
+    let fix = probe.as_ref().err().map(|e| reach_fix(cfg, e));
     Step {
         name,
         status,
@@ -284,21 +387,7 @@ async fn register_step(intercom: &Intercom, cfg: &Config) -> Step {
             None,
         ),
         RegistrationState::Failed { reason } => {
-            let fix = if reason.contains("401") || reason.contains("407") {
-                EDIT_TRUSTED.to_owned()
-            } else if reason.contains("403") {
-                format!(
-                    "sip_domain `{}` must be the first word of /etc/flexisip/domain-registration.conf",
-                    cfg.sip_domain.as_deref().unwrap_or_default()
-                )
-            } else if reason.contains("404") {
-                format!(
-                    "add `{}@<domain> md5:<hash> ;` to /etc/flexisip/users/users.db.txt (DOCS.md, step 2)",
-                    cfg.sip_user
-                )
-            } else {
-                EDIT_TRANSPORT.to_owned()
-            };
+            let fix = register_fix(cfg, &reason);
             Step {
                 name: "register",
                 status: Status::Fail,
@@ -368,7 +457,7 @@ async fn message_step(intercom: &Intercom) -> Step {
     }
 }
 
-async fn call_step(intercom: &Intercom, devaddr: u8, len: Duration) -> Step {
+async fn call_step(cfg: &Config, intercom: &Intercom, devaddr: u8, len: Duration) -> Step {
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     let call = match intercom.view(devaddr, tx).await {
         Ok(c) => c,
@@ -408,7 +497,8 @@ async fn call_step(intercom: &Intercom, devaddr: u8, len: Duration) -> Step {
                 stats.srtp_failures()
             ),
             Some(&format!(
-                "{EDIT_FIREWALL}; check advertise_address (the intercom must reach {})",
+                "{}; check advertise_address (the intercom must reach {})",
+                edit_firewall(cfg),
                 intercom.media_ip()
             )),
         ),
@@ -435,3 +525,7 @@ async fn call_step(intercom: &Intercom, devaddr: u8, len: Duration) -> Step {
         ),
     }
 }
+
+#[cfg(test)]
+#[path = "check_tests.rs"]
+mod tests;

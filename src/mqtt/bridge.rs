@@ -14,6 +14,7 @@ use super::Conn;
 use super::discovery::{self, EntityConfig, Site, on_off};
 use super::topics::{Button, CommandTarget, Topics};
 use crate::config::Config;
+use crate::homeassistant::CameraWatch;
 use crate::intercom::Intercom;
 use crate::intercom::sip::{RegistrationState, RingEndReason, RingEvent};
 use crate::media::hub::{HubStatus, StreamHub};
@@ -56,6 +57,8 @@ pub(super) fn retained_state_topics(cfg: &Config, topics: &Topics) -> Vec<String
             topics.streaming_state(&p.name),
             topics.rtsp_url(&p.name),
             topics.snapshot_url(&p.name),
+            topics.camera_setup(&p.name),
+            topics.camera_setup_attributes(&p.name),
         ]);
     }
     out
@@ -67,6 +70,7 @@ pub(super) struct Bridge {
     cfg: Config,
     intercom: Intercom,
     hubs: Vec<StreamHub>,
+    camera: CameraWatch,
     configs: Vec<EntityConfig>,
     commands: HashMap<String, CommandTarget>,
     /// The current retained states, topic → payload: re-published after every (re)connect.
@@ -87,6 +91,7 @@ impl Bridge {
         site: Site,
         intercom: Intercom,
         hubs: Vec<StreamHub>,
+        camera: CameraWatch,
     ) -> Self {
         let configs = discovery::entity_configs(&cfg, &topics, &site);
         let commands = topics.commands(&cfg).into_iter().collect();
@@ -104,6 +109,9 @@ impl Bridge {
                 discovery::snapshot_url(&cfg, &site, p),
             );
         }
+        for (topic, payload) in discovery::camera_setup_states(&topics, &camera.get()) {
+            states.insert(topic, payload);
+        }
         let ringing = intercom.events().ringing().is_some();
         states.insert(topics.ringing(), on_off(ringing).to_owned());
         if let Some(at) = intercom.events().last_ring() {
@@ -116,6 +124,7 @@ impl Bridge {
             cfg,
             intercom,
             hubs,
+            camera,
             configs,
             commands,
             states,
@@ -133,6 +142,12 @@ impl Bridge {
         let mut messages = self.intercom.sip().messages();
         let reg = registration.borrow_and_update().clone();
         self.on_registration(&reg).await;
+        tokio::spawn(follow_camera(
+            self.camera.clone(),
+            self.topics.clone(),
+            self.updates_tx.clone(),
+            shutdown.clone(),
+        ));
         for (i, hub) in self.hubs.iter().enumerate() {
             tokio::spawn(follow_hub(
                 i,
@@ -493,6 +508,26 @@ impl Bridge {
                 Err(e) => tracing::warn!("voicemail {} failed: {e}", on_off(on)),
             }
         });
+    }
+}
+
+/// Forwards the camera setup's status (the diagnostic sensor and its attributes).
+async fn follow_camera(
+    mut camera: CameraWatch,
+    topics: Topics,
+    tx: mpsc::Sender<Update>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = camera.changed() => if changed.is_err() { return },
+        }
+        for (topic, payload) in discovery::camera_setup_states(&topics, &camera.get()) {
+            if tx.send(Update::State { topic, payload }).await.is_err() {
+                return;
+            }
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::topics::{Button, Topics};
 use crate::config::{Config, Lock, Panel};
+use crate::homeassistant::{PanelCamera, SetupState};
 
 /// The device's name in HA; entity ids derive from it (`event.bticino_c300x_doorbell`).
 pub const DEVICE_NAME: &str = "BTicino C300X";
@@ -101,6 +102,7 @@ pub fn entity_configs(cfg: &Config, topics: &Topics, site: &Site) -> Vec<EntityC
         out.push(b.viewers(p));
         out.push(b.rtsp_url(p));
         out.push(b.snapshot_url(p));
+        out.push(b.camera_setup(p));
     }
     out.push(b.last_ring());
     // The doorbell moment's entities (image "Last ring", per-panel Ringing and ring buttons,
@@ -311,6 +313,22 @@ impl Builder<'_> {
         )
     }
 
+    /// Whether the Generic Camera was set up in HA; attributes carry the URLs and the
+    /// my.home-assistant.io link for doing it by hand (never a silent failure).
+    fn camera_setup(&self, p: &Panel) -> EntityConfig {
+        self.entity(
+            "sensor",
+            format!("camera_setup_{}", p.name),
+            &self.panel_name(p, "Camera setup"),
+            json!({
+                "state_topic": self.topics.camera_setup(&p.name),
+                "json_attributes_topic": self.topics.camera_setup_attributes(&p.name),
+                "entity_category": "diagnostic",
+                "icon": "mdi:cctv",
+            }),
+        )
+    }
+
     fn last_ring(&self) -> EntityConfig {
         self.entity(
             "sensor",
@@ -323,6 +341,37 @@ impl Builder<'_> {
             }),
         )
     }
+}
+
+/// The camera-setup sensor's state and attributes topics with their payloads, per panel.
+pub fn camera_setup_states(topics: &Topics, cameras: &[PanelCamera]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for c in cameras {
+        let detail = match &c.state {
+            SetupState::Off => Some("ha_camera is off: add the camera by hand".to_owned()),
+            SetupState::Waiting { reason } | SetupState::Manual { reason } => Some(reason.clone()),
+            SetupState::Working { action } => Some(action.clone()),
+            SetupState::Ready { note, action, .. } => note.clone().or_else(|| Some(action.clone())),
+        };
+        let entity_id = match &c.state {
+            SetupState::Ready { entity_id, .. } => entity_id.clone(),
+            _ => c.entity_id.clone(),
+        };
+        let attributes = json!({
+            "entity_id": entity_id,
+            "detail": detail,
+            "stream_source": c.stream_source,
+            "still_image_url": c.still_image_url,
+            "username": c.username,
+            "setup_link": c.setup_link,
+        });
+        out.push((
+            topics.camera_setup_attributes(&c.panel),
+            attributes.to_string(),
+        ));
+        out.push((topics.camera_setup(&c.panel), c.state.word().to_owned()));
+    }
+    out
 }
 
 /// `ON` / `OFF`, the default payloads of `switch` and `binary_sensor`.

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Secret};
+use crate::homeassistant::CameraWatch;
 use crate::intercom::Intercom;
 use crate::media::hub::StreamHub;
 use topics::Topics;
@@ -118,6 +119,7 @@ pub async fn run(
     cfg: Config,
     intercom: Intercom,
     hubs: Vec<StreamHub>,
+    camera: CameraWatch,
     shutdown: CancellationToken,
 ) {
     let topics = match Topics::from_config(&cfg) {
@@ -157,9 +159,17 @@ pub async fn run(
             .to_string(),
         sw_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
-    bridge::Bridge::new(client.clone(), topics.clone(), cfg, site, intercom, hubs)
-        .run(conn_rx, shutdown)
-        .await;
+    bridge::Bridge::new(
+        client.clone(),
+        topics.clone(),
+        cfg,
+        site,
+        intercom,
+        hubs,
+        camera,
+    )
+    .run(conn_rx, shutdown)
+    .await;
     // A clean goodbye: `offline` ourselves (the Last Will only fires on an unclean end).
     let _ = client
         .publish(topics.availability(), QoS::AtLeastOnce, true, "offline")

@@ -176,6 +176,15 @@ impl Topics {
         format!("{}/panel/{panel}/snapshot_url", self.base)
     }
 
+    /// The Generic Camera setup's state word (`ready`, `manual`, ...) and its JSON attributes.
+    pub fn camera_setup(&self, panel: &str) -> String {
+        format!("{}/panel/{panel}/camera_setup", self.base)
+    }
+
+    pub fn camera_setup_attributes(&self, panel: &str) -> String {
+        format!("{}/panel/{panel}/camera_setup/attributes", self.base)
+    }
+
     pub fn streaming_state(&self, panel: &str) -> String {
         format!("{}/panel/{panel}/streaming", self.base)
     }

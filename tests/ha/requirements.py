@@ -1,4 +1,4 @@
-"""Prints the pip requirements of every integration HA 2024.3 sets up by itself (bootstrap's
+"""Prints the pip requirements of every integration HA (2024.3, 2026.2) sets up by itself (bootstrap's
 built-in sets, which `default_config:` cannot trim) plus mqtt, with their dependencies, so
 venv.sh can preinstall them and HA can start with --skip-pip (no registry at run time)."""
 import json
@@ -8,7 +8,7 @@ import homeassistant.bootstrap as b
 import homeassistant.components as c
 
 root = os.path.dirname(c.__file__)
-seeds = {"mqtt", "api", "config", "websocket_api", "stream", "camera"}
+seeds = {"mqtt", "api", "config", "websocket_api", "stream", "camera", "generic"}
 for name in dir(b):
     v = getattr(b, name)
     if name.isupper() and isinstance(v, (set, frozenset)) and all(isinstance(x, str) for x in v):

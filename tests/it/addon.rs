@@ -33,6 +33,8 @@ fn manifest_version_and_fixed_settings() {
     assert_eq!(m["arch"], serde_json::json!(["aarch64", "amd64"]));
     assert_eq!(m["init"], false);
     assert_eq!(m["host_network"], true);
+    // ha_camera talks to Home Assistant through the Supervisor's API proxy.
+    assert_eq!(m["homeassistant_api"], true);
     assert_eq!(m["ingress"], true);
     assert_eq!(m["services"], serde_json::json!(["mqtt:need"]));
     assert_eq!(m["map"], serde_json::json!(["media:rw", "addon_config:rw"]));

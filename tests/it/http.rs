@@ -57,6 +57,7 @@ pub async fn rig(token: Option<&str>, demo: Option<DemoHooks>) -> Rig {
         intercom,
         config: Arc::new(config),
         demo,
+        camera: c300x_bridge::homeassistant::CameraWatch::none(),
     };
     Rig { sim, state, stop }
 }

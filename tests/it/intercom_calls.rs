@@ -352,4 +352,9 @@ async fn check_passes_against_the_simulator_and_names_the_fix_when_it_cannot() {
         !steps.iter().any(|s| s.name == "register"),
         "stops before REGISTER"
     );
+    // The asked-for test call is reported as skipped, with the reason and the configured port.
+    let call = steps.iter().find(|s| s.name == "call").expect("call step");
+    assert_eq!(call.status, Status::Skip);
+    let port = format!("not reachable on port {}", cfg.intercom_sip_port);
+    assert!(call.detail.contains(&port), "{call:?}");
 }

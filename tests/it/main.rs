@@ -20,4 +20,5 @@ mod sim_ring;
 mod sim_ringer;
 mod sim_sip;
 mod sip_peer;
+mod status_page;
 mod transcode;

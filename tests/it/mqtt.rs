@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use c300x_bridge::config::{Config, Lock, Panel};
+use c300x_bridge::homeassistant::{CameraWatch, PanelCamera, SETUP_LINK, SetupState};
 use c300x_bridge::intercom::Intercom;
 use c300x_bridge::media::hub::{HubSettings, StreamHub};
 use c300x_bridge::mqtt::{self, MqttSettings};
@@ -23,7 +24,7 @@ use crate::rig::{config_for, intercom};
 
 const T: Duration = Duration::from_secs(10);
 /// Discovery configs for one panel and one lock (see tests/golden/mqtt/).
-const CONFIGS: usize = 15;
+const CONFIGS: usize = 16;
 
 /// A mosquitto of our own: `mosquitto -c <tmp>/mosquitto.conf`, killed by PID on drop.
 pub struct Broker {
@@ -213,6 +214,8 @@ pub struct Rig {
     pub mqtt_stop: CancellationToken,
     pub task: tokio::task::JoinHandle<()>,
     pub hub: StreamHub,
+    /// Drives the camera-setup sensor as `homeassistant::run` would.
+    pub camera: tokio::sync::watch::Sender<Vec<PanelCamera>>,
     /// `c300x/<id>`.
     pub base: String,
     pub node: String,
@@ -240,11 +243,13 @@ impl Rig {
         );
         let id = c300x_bridge::mqtt::topics::device_id(sim.domain()).expect("id");
         let mqtt_stop = CancellationToken::new();
+        let (camera, camera_watch) = CameraWatch::channel(&cfg, "127.0.0.1");
         let task = tokio::spawn(mqtt::run(
             broker.settings(),
             cfg.clone(),
             intercom.clone(),
             vec![hub.clone()],
+            camera_watch,
             mqtt_stop.clone(),
         ));
         Rig {
@@ -255,6 +260,7 @@ impl Rig {
             mqtt_stop,
             task,
             hub,
+            camera,
             base: format!("c300x/{id}"),
             node: format!("c300x_{id}"),
         }
@@ -569,5 +575,47 @@ async fn a_ring_answered_through_the_hub_turns_ringing_off() {
         "an answered ring is not missed"
     );
     rig.hub.hang_up();
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn camera_setup_sensor_shows_why_and_how_to_add_it_by_hand() {
+    let broker = Broker::start();
+    let rig = Rig::start(&broker).await;
+    let w = Watcher::start(broker.port, "camera").await;
+    let state = rig.t("panel/doorbell/camera_setup");
+    w.wait("initial state", |m| {
+        m.iter().any(|m| m.topic == state && m.payload == "waiting")
+    })
+    .await;
+    rig.camera.send_modify(|all| {
+        all[0].state = SetupState::Manual {
+            reason: "cannot reach Home Assistant: connection refused".into(),
+        }
+    });
+    w.wait("manual", |m| {
+        m.iter().any(|m| m.topic == state && m.payload == "manual")
+    })
+    .await;
+    let attributes = w.on(&format!("{state}/attributes"));
+    let last: Value =
+        serde_json::from_str(&attributes.last().expect("attributes").payload).expect("json");
+    assert_eq!(last["setup_link"], SETUP_LINK);
+    assert_eq!(
+        last["detail"],
+        "cannot reach Home Assistant: connection refused"
+    );
+    assert_eq!(
+        last["stream_source"],
+        format!("rtsp://127.0.0.1:{}/doorbell", rig.cfg.rtsp_port)
+    );
+    assert_eq!(
+        last["still_image_url"],
+        format!(
+            "http://127.0.0.1:{}/api/doorbell/snapshot.jpg",
+            rig.cfg.http_port
+        )
+    );
+    assert_eq!(last["entity_id"], "camera.doorbell");
     rig.stop().await;
 }

@@ -432,7 +432,7 @@ fn require_intercom_names_the_missing_key() {
 
 #[test]
 fn keys_list_matches_the_config() {
-    assert_eq!(KEYS.len(), 37);
+    assert_eq!(KEYS.len(), 41);
     assert!(KEYS.contains(&"mqtt_base_topic"));
     let yaml = Config::default().to_masked_yaml();
     for key in KEYS {
@@ -452,4 +452,62 @@ fn process_env_keeps_only_prefixed_option_variables() {
             .all(|(k, _)| k.starts_with(ENV_PREFIX) && !RESERVED_ENV.contains(&k.as_str()))
     );
     assert_eq!(s.cli, pairs(&[("http_port", "81")]));
+}
+
+// ---- Home Assistant options (issue 15) ----
+
+#[test]
+fn homeassistant_url_token_and_data_dir() {
+    let c = from_cli(&[
+        ("homeassistant_url", "http://192.168.1.5:8123/"),
+        ("homeassistant_token", "abc.def"),
+        ("data_dir", "/srv/c300x"),
+        ("ha_camera", "off"),
+    ])
+    .expect("valid");
+    let url = c.homeassistant_url.clone().expect("url");
+    assert_eq!(
+        (url.host.as_str(), url.port, url.path.as_str()),
+        ("192.168.1.5", 8123, "")
+    );
+    assert_eq!(url.to_string(), "http://192.168.1.5:8123");
+    assert_eq!(
+        c.homeassistant_token.as_ref().map(Secret::expose),
+        Some("abc.def")
+    );
+    assert_eq!(c.data_dir, Some(PathBuf::from("/srv/c300x")));
+    assert!(!c.ha_camera);
+    let yaml = c.to_masked_yaml();
+    assert!(yaml.contains("homeassistant_token: '********'"), "{yaml}");
+    assert!(!yaml.contains("abc.def"));
+    let proxied = from_cli(&[
+        ("homeassistant_url", "http://[fd00::5]/ha"),
+        ("homeassistant_token", "t"),
+    ])
+    .expect("valid");
+    let url = proxied.homeassistant_url.expect("url");
+    assert_eq!((url.port, url.path.as_str()), (8123, "/ha"));
+    assert_eq!(url.to_string(), "http://[fd00::5]:8123/ha");
+    assert!(Config::default().ha_camera, "on by default");
+}
+
+#[test]
+fn homeassistant_url_errors_name_the_fix() {
+    let m = message(from_cli(&[
+        ("homeassistant_url", "https://ha.example.com"),
+        ("homeassistant_token", "t"),
+    ]));
+    assert!(m.starts_with("homeassistant_url = \"https://ha.example.com\" (from --set): must be Home Assistant's local address"), "{m}");
+    assert!(m.contains("HTTPS is not supported"), "{m}");
+    let m = message(from_cli(&[("homeassistant_url", "http://ha:8123")]));
+    assert!(m.contains("needs homeassistant_token too"), "{m}");
+    let m = message(from_cli(&[("homeassistant_token", "secret")]));
+    assert_eq!(
+        m,
+        "homeassistant_token = ******** (from --set): needs homeassistant_url too (in the add-on \
+         neither is needed)"
+    );
+    assert!(!m.contains("secret"));
+    let m = message(from_cli(&[("ha_camera", "maybe")]));
+    assert!(m.contains("must be true or false"), "{m}");
 }

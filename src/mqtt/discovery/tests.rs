@@ -64,9 +64,9 @@ fn every_payload_matches_its_golden_file() {
 #[test]
 fn topics_ids_and_forbidden_keys() {
     let (cfg, topics, site) = reference();
-    assert_eq!(entity_configs(&cfg, &topics, &site).len(), 15);
+    assert_eq!(entity_configs(&cfg, &topics, &site).len(), 16);
     let configs = all_configs(&cfg, &topics, &site);
-    assert_eq!(configs.len(), 15 + 6);
+    assert_eq!(configs.len(), 16 + 6);
     let mut ids: Vec<&str> = Vec::new();
     for c in &configs {
         assert_eq!(
@@ -113,7 +113,7 @@ fn several_panels_prefix_the_panel_name() {
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
-    assert_eq!(configs.len(), 15 + 6);
+    assert_eq!(configs.len(), 16 + 7);
 }
 
 #[test]
@@ -240,4 +240,45 @@ fn ring_event_payload_and_ringer_state() {
         ),
         ("ON", "OFF", "None")
     );
+}
+
+#[test]
+fn camera_setup_states_carry_the_manual_steps() {
+    let (cfg, topics, _) = reference();
+    let mut cameras = crate::homeassistant::initial(&cfg, "192.168.1.10");
+    cameras[0].state = SetupState::Manual {
+        reason: "no Home Assistant to talk to".into(),
+    };
+    let states = camera_setup_states(&topics, &cameras);
+    assert_eq!(states.len(), 2);
+    assert_eq!(
+        states[1],
+        (
+            "c300x/1234567/panel/doorbell/camera_setup".to_owned(),
+            "manual".to_owned()
+        )
+    );
+    let attrs: Value = serde_json::from_str(&states[0].1).expect("json");
+    assert_eq!(
+        attrs,
+        json!({
+            "entity_id": "camera.doorbell",
+            "detail": "no Home Assistant to talk to",
+            "stream_source": "rtsp://192.168.1.10:8554/doorbell",
+            "still_image_url": "http://192.168.1.10:8080/api/doorbell/snapshot.jpg",
+            "username": null,
+            "setup_link": crate::homeassistant::SETUP_LINK,
+        })
+    );
+    cameras[0].state = SetupState::Ready {
+        entity_id: "camera.doorbell_2".into(),
+        entry_id: "E".into(),
+        action: "created".into(),
+        note: None,
+    };
+    let states = camera_setup_states(&topics, &cameras);
+    assert_eq!(states[1].1, "ready");
+    let attrs: Value = serde_json::from_str(&states[0].1).expect("json");
+    assert_eq!(attrs["entity_id"], "camera.doorbell_2");
+    assert_eq!(attrs["detail"], "created");
 }

@@ -87,6 +87,7 @@ pub async fn status(State(shared): State<Arc<Shared>>) -> Json<Value> {
                 "last_error": s.last_error,
                 "streaming_allowed": s.streaming_allowed,
                 "hls_sessions": usize::from(p.hls.active()),
+                "ha_camera": st.camera.panel(&s.panel),
                 "urls": {
                     "snapshot": format!("{base}/snapshot.jpg"),
                     "mjpeg": format!("{base}/mjpeg"),
@@ -124,6 +125,7 @@ pub async fn status(State(shared): State<Arc<Shared>>) -> Json<Value> {
         "last_ring": time(events.last_ring()),
         "recent_rings": recent,
         "locks": locks,
+        "linger_seconds": st.config.linger.as_secs(),
         "panels": panels,
     }))
 }

@@ -38,6 +38,8 @@ pub struct HttpState {
     pub config: Arc<Config>,
     /// Present only in `demo`: adds the "ring the doorbell" button and `POST /api/demo/ring`.
     pub demo: Option<DemoHooks>,
+    /// The Home Assistant camera setup's status (shown per panel in `/api/status` and the page).
+    pub camera: crate::homeassistant::CameraWatch,
 }
 
 /// Hooks into the simulator for `demo`.
