@@ -7,7 +7,8 @@
 # The image itself is just that binary and the glibc files it loads: no distribution, no shell.
 #
 #   docker buildx build --platform linux/arm64,linux/amd64 .
-#   podman build --platform linux/arm64 --build-arg BUILDER_IMAGE=<a local Rust 1.95 bookworm image> .
+#   podman build --platform linux/arm64 --build-arg BUILDPLATFORM=linux/amd64 .   (podman 4 does not
+#     set BUILDPLATFORM itself; BUILDER_IMAGE=<a Rust 1.95 Debian 12 image> for an offline builder)
 # The `prebuilt` target packs a root filesystem made on the host by addon/build-binary.sh
 # (addon/test-image.sh and test-arm64.sh use it; nothing runs inside the build).
 ARG BUILDER_IMAGE=docker.io/library/rust:1.95-bookworm
@@ -24,8 +25,11 @@ RUN addon/build-binary.sh deps "${TARGETARCH:-$BUILD_ARCH}" && rm -rf /var/lib/a
 RUN C300X_CACHE=/var/cache/c300x addon/build-codecs.sh "${TARGETARCH:-$BUILD_ARCH}" /opt/codecs \
  && rm -rf /var/cache/c300x
 COPY . .
-RUN C300X_CODECS=/opt/codecs addon/build-binary.sh "${TARGETARCH:-$BUILD_ARCH}" /rootfs
+RUN C300X_CODECS=/opt/codecs CARGO_TARGET_DIR=/src/target \
+    addon/build-binary.sh "${TARGETARCH:-$BUILD_ARCH}" /rootfs
 
+# (podman/buildah 4 reuse this stage's cached layers whatever BUILD_ARCH/BUILD_VERSION are: build it
+# with --no-cache there. BuildKit keys its cache on them.)
 FROM scratch AS runtime-base
 ARG BUILD_ARCH
 ARG BUILD_VERSION=0.1.0

@@ -9,7 +9,8 @@
 # Debian's gcc-<triple> and the Rust target (`addon/build-binary.sh deps ARCH` installs both). The
 # Dockerfile's builder stage and addon/test-image.sh / test-arm64.sh all use it.
 # Environment: C300X_CODECS (an already built codec prefix; else build-codecs.sh's cache),
-# CARGO_TARGET_DIR (default target/).
+# CARGO_TARGET_DIR (default ~/.cache/c300x-bridge/target: outside the checkout, so a fresh clone —
+# CI — recompiles only the crate itself; cargo's own fingerprints keep it correct).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
@@ -64,7 +65,8 @@ else
   export "CARGO_TARGET_${upper}_LINKER=$triple-gcc" "CC_$env_triple=$triple-gcc" "AR_$env_triple=$triple-ar"
   export "BINDGEN_EXTRA_CLANG_ARGS_$env_triple=--sysroot=$sysroot -I$sysroot/include"
 fi
-target_dir="${CARGO_TARGET_DIR:-$root/target}"
+cache="${C300X_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/c300x-bridge}"
+target_dir="${CARGO_TARGET_DIR:-$cache/target}"
 started=$(date +%s)
 (cd "$root" && cargo build --release --locked --bin c300x-bridge --features static-ffmpeg \
   --target "$rust_target" --target-dir "$target_dir" >&2)

@@ -92,11 +92,13 @@ CONF
 export CONTAINERS_CONF="$work/containers.conf"
 cp Dockerfile "$work/ctx/"
 version=$(grep -m1 '^version' Cargo.toml | cut -d'"' -f2)
-podman build -q --platform linux/arm64 --target prebuilt \
+podman build -q --no-cache --platform linux/arm64 --target prebuilt \
   --build-arg BUILD_ARCH=aarch64 --build-arg BUILD_VERSION="$version" \
   -t localhost/c300x-bridge:test-arm64 "$work/ctx" >/dev/null
 image=localhost/c300x-bridge:test-arm64
 [ "$(podman image inspect "$image" --format '{{.Architecture}}')" = arm64 ] || fail "the image is not arm64"
+labels=$(podman image inspect "$image" --format '{{index .Labels "io.hass.type"}} {{index .Labels "io.hass.arch"}} {{index .Labels "io.hass.version"}}')
+[ "$labels" = "app aarch64 $version" ] || fail "labels io.hass.type/arch/version are '$labels'"
 size=$(podman image inspect "$image" --format '{{.Size}}')
 echo "test-arm64: arm64 image size $size bytes ($(( size / 1000000 )) MB)"
 pass "arm64 image built"

@@ -54,7 +54,7 @@ addon/build-binary.sh amd64 "$work/ctx/rootfs" > /dev/null
 built=$(date +%s)
 cp Dockerfile "$work/ctx/"
 version=$(grep -m1 '^version' Cargo.toml | cut -d'"' -f2)
-podman build -q --platform linux/amd64 --target prebuilt \
+podman build -q --no-cache --platform linux/amd64 --target prebuilt \
   --build-arg BUILD_ARCH=amd64 --build-arg BUILD_VERSION="$version" \
   -t localhost/c300x-bridge:test "$work/ctx" >/dev/null
 image=localhost/c300x-bridge:test
@@ -62,8 +62,8 @@ size=$(podman image inspect "$image" --format '{{.Size}}')
 binary=$(stat -c %s "$work/ctx/rootfs/usr/bin/c300x-bridge")
 echo "test-image: binary and codecs built in $((built - started)) s, image packed in $(( $(date +%s) - built )) s"
 echo "test-image: amd64 image size $size bytes ($(( size / 1000000 )) MB), binary $binary bytes"
-[ "$(podman image inspect "$image" --format '{{index .Labels "io.hass.type"}}')" = app ] \
-  || fail "label io.hass.type is not app"
+labels=$(podman image inspect "$image" --format '{{index .Labels "io.hass.type"}} {{index .Labels "io.hass.arch"}} {{index .Labels "io.hass.version"}}')
+[ "$labels" = "app amd64 $version" ] || fail "labels io.hass.type/arch/version are '$labels'"
 [ "$size" -le $((max_mb * 1000000)) ] || fail "the image is $size bytes, above the goal of $max_mb MB"
 pass "image size ≤ $max_mb MB, labels"
 

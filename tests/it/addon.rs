@@ -1,6 +1,7 @@
 //! The add-on files agree with the code: config.yaml's version is Cargo's, its options and schema
 //! name exactly the configuration keys and its defaults are the bridge's defaults (no drift),
-//! translations cover every option and port, and the icons have the sizes the store expects.
+//! translations cover every option, the icons have the sizes the store expects, ingress and the
+//! watchdog use the image's fixed ingress port, and that port serves the same router.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -165,4 +166,61 @@ fn repository_and_icons() {
         apparmor.contains("profile c300x_bridge "),
         "profile named after the slug"
     );
+}
+
+/// Sends one HTTP/1.1 request over a fresh connection and returns the whole response.
+async fn get(addr: std::net::SocketAddr, path: &str, extra: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: bridge\r\n{extra}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("read");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The add-on's ingress listener is a second port of the same web server: the same answers, the
+/// ingress page under X-Ingress-Path, and both stop with the shutdown token.
+#[tokio::test]
+async fn ingress_listener_serves_the_same_router() {
+    let rig = crate::http::rig(44300, None, None).await;
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let ingress = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let (http_addr, ingress_addr) = (
+        http.local_addr().expect("addr"),
+        ingress.local_addr().expect("addr"),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(c300x_bridge::servers::http::run_all(
+        vec![http, ingress],
+        rig.state.clone(),
+        stop.clone(),
+    ));
+    for addr in [http_addr, ingress_addr] {
+        let status = get(addr, "/api/status", "").await;
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        assert!(status.contains("\"panels\""), "{status}");
+    }
+    let page = get(
+        ingress_addr,
+        "/",
+        "X-Ingress-Path: /api/hassio_ingress/abc\r\n",
+    )
+    .await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        page.contains("/api/hassio_ingress/abc/"),
+        "links under the ingress path"
+    );
+    stop.cancel();
+    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("both listeners stop at shutdown")
+        .expect("no panic");
+    assert!(tokio::net::TcpStream::connect(ingress_addr).await.is_err());
+    rig.stop.cancel();
 }

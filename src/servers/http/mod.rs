@@ -186,17 +186,21 @@ pub async fn run(listener: tokio::net::TcpListener, state: HttpState, shutdown: 
 }
 
 /// `run` on several listeners (the HTTP port and the add-on's ingress port) with one router, so
-/// every listener shares the same streams, caches and checks; ends when all of them have stopped.
+/// every listener shares the same streams, caches and checks. Ends at `shutdown` once all have
+/// stopped, or as soon as one stops before it (the others are aborted: the server is down).
 pub async fn run_all(
     listeners: Vec<tokio::net::TcpListener>,
     state: HttpState,
     shutdown: CancellationToken,
 ) {
     let app = router(state);
-    // Owned here: dropping this future (the owner's task ending) aborts every listener's task.
+    // Owned here: dropping the set (this future ending or being dropped) aborts every listener.
     let mut served = tokio::task::JoinSet::new();
     for listener in listeners {
         served.spawn(serve(listener, app.clone(), shutdown.clone()));
+    }
+    if served.join_next().await.is_some() && !shutdown.is_cancelled() {
+        return;
     }
     while served.join_next().await.is_some() {}
 }
