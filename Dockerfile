@@ -6,9 +6,12 @@
 # (addon/build-codecs.sh), then the release binary (addon/build-binary.sh) — no emulation.
 # The image itself is just that binary and the glibc files it loads: no distribution, no shell.
 #
-#   docker buildx build --platform linux/arm64,linux/amd64 .
-#   podman build --platform linux/arm64 --build-arg BUILDPLATFORM=linux/amd64 .   (podman 4 does not
-#     set BUILDPLATFORM itself; BUILDER_IMAGE=<a Rust 1.95 Debian 12 image> for an offline builder)
+#   docker buildx build --platform linux/arm64 --build-arg BUILD_ARCH=aarch64 .
+#   podman build --platform linux/arm64 --build-arg BUILD_ARCH=aarch64 --build-arg BUILDPLATFORM=linux/amd64 .
+#     (podman 4 does not set BUILDPLATFORM itself; BUILDER_IMAGE=<a Rust 1.95 Debian 12 image> for
+#     an offline builder). BUILD_ARCH (amd64 | aarch64) only names the arch in the io.hass.arch label.
+# The licence label: x264 (the simulator's encoder, so `demo` works in the image) makes the
+# binary GPL-2.0-or-later.
 # The `prebuilt` target packs a root filesystem made on the host by addon/build-binary.sh
 # (addon/test-image.sh and test-arm64.sh use it; nothing runs inside the build).
 ARG BUILDER_IMAGE=docker.io/library/rust:1.95-bookworm

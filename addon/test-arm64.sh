@@ -76,7 +76,9 @@ demo_args() { echo "--set rtsp_port=$1 --set http_port=$2 --set rtp_port_min=$3 
 # 2. The binary under qemu-aarch64, its libraries from the image's own root filesystem.
 http=$(free_port) rtsp=$(free_port)
 # shellcheck disable=SC2046
-qemu-aarch64-static -L "$rootfs" "$bin" $(demo_args "$rtsp" "$http" 46200) > "$work/demo.log" 2>&1 &
+# A clean environment: C300X_* variables are options to the bridge (scripts/test.sh sets C300X_SKIP_*).
+env -i PATH="$PATH" qemu-aarch64-static -L "$rootfs" "$bin" $(demo_args "$rtsp" "$http" 46200) \
+  > "$work/demo.log" 2>&1 &
 pid=$!
 check_demo "$http" "$rtsp" "qemu-aarch64 demo"
 kill "$pid" && wait "$pid" 2>/dev/null || true
