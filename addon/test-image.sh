@@ -1,30 +1,44 @@
 #!/usr/bin/env bash
-# Builds the add-on image with podman (no registry needed: the base is a local debootstrap of
-# Debian bookworm, cached) and runs it like the Supervisor would — host network, /data/options.json
-# pointing at a simulator on this host — then checks RTSP (ffprobe: h264 + aac) and /api/status.
-# Usage: addon/test-image.sh            (root; installs podman, runc, debootstrap when missing)
+# The amd64 add-on image, built and run here with podman like the Supervisor runs it:
+#  1. addon/build-binary.sh makes the static-codec binary and the image's root filesystem (the
+#     codecs come from ~/.cache/c300x-bridge, built once per version/flags), podman packs it
+#     (Dockerfile target `prebuilt`); the image's size is reported and must stay ≤ C300X_IMAGE_MAX_MB
+#     (80 MB, decimal).
+#  2. The simulator runs from the same image (its x264/Speex encoders are in the binary).
+#  3. The add-on runs twice, host network and /data/options.json as the Supervisor writes it, with
+#     http_port and rtsp_port changed between the runs (neither is the default). Each time: the
+#     watchdog's check (a TCP connect to the fixed ingress port), an ingress request (X-Ingress-Path
+#     on the ingress port: the page links under the ingress path), /api/status on http_port, and
+#     ffprobe on rtsp_port: H.264 400x288 + AAC.
+# Usage: addon/test-image.sh   (root; installs podman, runc and the build tools when missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
-cache="${XDG_CACHE_HOME:-$HOME/.cache}/c300x-bridge"
-mkdir -p "$cache"
+max_mb="${C300X_IMAGE_MAX_MB:-80}"
 work=$(mktemp -d)
-sim_pid=""
-container=""
+containers=()
 cleanup() {
-  [ -n "$container" ] && podman rm -f "$container" >/dev/null 2>&1 || true
-  [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null || true
+  for c in "${containers[@]}"; do podman rm -f "$c" >/dev/null 2>&1 || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
+passed=0
+pass() { passed=$((passed + 1)); echo "test-image: ok: $*"; }
+fail() {
+  echo "test-image: FAIL: $*"
+  for c in "${containers[@]}"; do echo "--- $c"; podman logs "$c" 2>&1 | tail -20; done
+  echo "test-image: $passed passed, 1 failed"
+  exit 1
+}
 
 need=()
-for tool in podman runc debootstrap curl; do command -v "$tool" >/dev/null || need+=("$tool"); done
+for tool in podman runc curl ffprobe; do command -v "$tool" >/dev/null || need+=("$tool"); done
 if [ "${#need[@]}" -gt 0 ]; then
   echo "test-image: installing ${need[*]}"
+  pkgs=("${need[@]/ffprobe/ffmpeg}")
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 fi
+addon/build-binary.sh deps amd64
 # This sandbox cannot raise rlimits and crun lacks cgroup v1 hybrid support (home-assistant.md §6).
 cat > "$work/containers.conf" <<CONF
 [containers]
@@ -34,62 +48,85 @@ runtime = "runc"
 CONF
 export CONTAINERS_CONF="$work/containers.conf"
 
-base=localhost/bookworm-minbase:local
-if ! podman image exists "$base"; then
-  if [ ! -f "$cache/bookworm-minbase.tar" ]; then
-    echo "test-image: creating the Debian bookworm base with debootstrap (about a minute)"
-    debootstrap --variant=minbase bookworm "$work/rootfs" >/dev/null
-    tar -C "$work/rootfs" -cf "$cache/bookworm-minbase.tar" .
-    rm -rf "$work/rootfs"
-  fi
-  podman import "$cache/bookworm-minbase.tar" "$base" >/dev/null
+started=$(date +%s)
+mkdir -p "$work/ctx"
+addon/build-binary.sh amd64 "$work/ctx/rootfs" > /dev/null
+built=$(date +%s)
+cp Dockerfile "$work/ctx/"
+version=$(grep -m1 '^version' Cargo.toml | cut -d'"' -f2)
+podman build -q --no-cache --platform linux/amd64 --target prebuilt \
+  --build-arg BUILD_ARCH=amd64 --build-arg BUILD_VERSION="$version" \
+  -t localhost/c300x-bridge:test "$work/ctx" >/dev/null
+image=localhost/c300x-bridge:test
+size=$(podman image inspect "$image" --format '{{.Size}}')
+binary=$(stat -c %s "$work/ctx/rootfs/usr/bin/c300x-bridge")
+echo "test-image: binary and codecs built in $((built - started)) s, image packed in $(( $(date +%s) - built )) s"
+echo "test-image: amd64 image size $size bytes ($(( size / 1000000 )) MB), binary $binary bytes"
+labels=$(podman image inspect "$image" --format '{{index .Labels "io.hass.type"}} {{index .Labels "io.hass.arch"}} {{index .Labels "io.hass.version"}}')
+[ "$labels" = "app amd64 $version" ] || fail "labels io.hass.type/arch/version are '$labels'"
+[ "$size" -le $((max_mb * 1000000)) ] || fail "the image is $size bytes, above the goal of $max_mb MB"
+pass "image size ≤ $max_mb MB, labels"
+
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port_free() { /usr/bin/python3 -c "import socket,sys; s=socket.socket(); s.bind(('0.0.0.0',$1))" 2>/dev/null; }
+# The ingress port is fixed in the image (8099). If something else on this machine holds it, the
+# test moves it with the same variable the image sets, and says so.
+ingress=$(podman image inspect "$image" --format '{{range .Config.Env}}{{println .}}{{end}}' \
+  | sed -n 's/^C300X_INGRESS_PORT=//p')
+[ -n "$ingress" ] || fail "the image does not set C300X_INGRESS_PORT"
+ingress_env=()
+if ! port_free "$ingress"; then
+  echo "test-image: port $ingress is taken on this machine; this test moves ingress to another port"
+  ingress=$(free_port)
+  ingress_env=(-e "C300X_INGRESS_PORT=$ingress")
 fi
 
-echo "test-image: building the binary"
-cargo build --release --locked --bin c300x-bridge
-mkdir -p "$work/ctx/target/release" "$work/ctx/addon"
-cp Dockerfile "$work/ctx/"
-cp addon/run.sh "$work/ctx/addon/"
-cp target/release/c300x-bridge "$work/ctx/target/release/"
-strip "$work/ctx/target/release/c300x-bridge" || true
+sip=$(free_port)
+containers+=("$(podman run -d --network host "$image" sim --sip-port "$sip")")
 
-echo "test-image: building the image"
-started=$(date +%s)
-podman build -q --network host --target prebuilt \
-  --build-arg BASE_IMAGE="$base" --build-arg BUILD_VERSION="$(grep -m1 '^version' Cargo.toml | cut -d'"' -f2)" \
-  -t localhost/c300x-bridge:test "$work/ctx" >/dev/null
-size=$(podman image inspect localhost/c300x-bridge:test --format '{{.Size}}')
-echo "test-image: image built in $(( $(date +%s) - started )) s, size $(( size / 1024 / 1024 )) MiB"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-sip=$(free_port); rtsp=$(free_port); http=$(free_port)
-"$root/target/release/c300x-bridge" sim --sip-port "$sip" > "$work/sim.log" 2>&1 &
-sim_pid=$!
-mkdir -p "$work/data"
-cat > "$work/data/options.json" <<JSON
-{"intercom_host": "127.0.0.1", "intercom_sip_port": $sip, "sip_domain": "1234567.bs.iotleg.com",
- "sip_user": "c300x-bridge", "rtp_port_min": 46100, "rtp_port_max": 46139,
- "panels": [{"name": "doorbell", "devaddr": 20}], "locks": [{"name": "door", "where": 20}],
- "linger_seconds": 5, "start_timeout_seconds": 10, "max_call_seconds": 300, "audio": true,
- "audio_sample_rate": "16000", "rtsp_port": $rtsp, "http_port": $http, "sip_password": "",
+# One add-on run with the given http_port/rtsp_port; the checks above.
+run_addon() {
+  local http=$1 rtsp=$2 name=$3
+  mkdir -p "$work/data-$name"
+  cat > "$work/data-$name/options.json" <<JSON
+{"intercom_host": "127.0.0.1", "intercom_sip_port": $sip, "sip_transport": "tcp",
+ "sip_domain": "1234567.bs.iotleg.com", "sip_user": "c300x-bridge", "rtp_port_min": 46100,
+ "rtp_port_max": 46139, "panels": [{"name": "doorbell", "devaddr": 20}],
+ "locks": [{"name": "door", "where": 20, "pulse_ms": 2000}], "linger_seconds": 5,
+ "start_timeout_seconds": 10, "max_call_seconds": 300, "audio": true, "audio_sample_rate": 16000,
+ "mjpeg_fps": 0, "mjpeg_quality": 80, "rtsp_port": $rtsp, "http_port": $http,
  "mqtt_discovery_prefix": "homeassistant", "mqtt_base_topic": "c300x", "log_level": "info"}
 JSON
-container=$(podman run -d --network host -v "$work/data:/data" localhost/c300x-bridge:test)
+  local c
+  c=$(podman run -d --network host --name "c300x-test-$name-$$" "${ingress_env[@]}" \
+    -v "$work/data-$name:/data" "$image")
+  containers+=("$c")
+  local status=""
+  for _ in $(seq 1 60); do
+    status=$(curl -fsS "http://127.0.0.1:$http/api/status" 2>/dev/null) && break
+    sleep 0.5
+  done
+  [ -n "$status" ] || fail "[$name] /api/status on http_port $http did not answer"
+  echo "test-image: [$name] /api/status: $(echo "$status" | head -c 160)"
+  # The Supervisor's watchdog for `tcp://[HOST]:[PORT:8099]`: a TCP connect.
+  /usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1', $ingress), 3).close()" \
+    || fail "[$name] watchdog: nothing listens on the ingress port $ingress"
+  local page
+  page=$(curl -fsS -H 'X-Ingress-Path: /api/hassio_ingress/t0ken' "http://127.0.0.1:$ingress/") \
+    || fail "[$name] ingress: GET / on port $ingress failed"
+  echo "$page" | grep -q '/api/hassio_ingress/t0ken/' \
+    || fail "[$name] ingress: the page does not link under X-Ingress-Path"
+  pass "[$name] http_port $http answers; watchdog and ingress on port $ingress"
+  local streams
+  streams=$(timeout 40 ffprobe -v error -rtsp_transport tcp -show_entries stream=codec_name,width,height \
+    -of csv=p=0 "rtsp://127.0.0.1:$rtsp/doorbell" || true)
+  echo "test-image: [$name] ffprobe rtsp_port $rtsp: $(echo "$streams" | tr '\n' ' ')"
+  echo "$streams" | grep -q '^h264,400,288' && echo "$streams" | grep -q '^aac' \
+    || fail "[$name] expected H.264 400x288 and AAC on rtsp_port $rtsp"
+  pass "[$name] RTSP H.264 400x288 + AAC"
+  podman stop -t 10 "$c" >/dev/null
+}
 
-status=""
-for _ in $(seq 1 60); do
-  status=$(curl -fsS "http://127.0.0.1:$http/api/status" 2>/dev/null) && break
-  sleep 0.5
-done
-if [ -z "$status" ]; then
-  echo "test-image: FAIL: /api/status did not answer"; podman logs "$container" | tail -30; exit 1
-fi
-echo "test-image: /api/status answers: $(echo "$status" | head -c 200)"
-streams=$(timeout 40 ffprobe -v error -rtsp_transport tcp -show_entries stream=codec_name,width,height \
-  -of csv=p=0 "rtsp://127.0.0.1:$rtsp/doorbell" || true)
-echo "test-image: ffprobe: $(echo "$streams" | tr '\n' ' ')"
-if echo "$streams" | grep -q '^h264,400,288' && echo "$streams" | grep -q '^aac'; then
-  echo "test-image: 2 passed, 0 failed"
-else
-  echo "test-image: FAIL: expected h264 400x288 and aac"; podman logs "$container" | tail -30; exit 1
-fi
+run_addon "$(free_port)" "$(free_port)" first
+run_addon "$(free_port)" "$(free_port)" changed
+echo "test-image: $passed passed, 0 failed"

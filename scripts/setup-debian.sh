@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what c300x-bridge needs to build, test and run on Debian 12 (idempotent, non-interactive).
 # Build: FFmpeg 5.1 dev libraries + clang (bindgen). Tests: ffmpeg/ffprobe, mosquitto, Python venv
-# (real Home Assistant), Chromium + Node (hls.js page), GStreamer (rtspsrc), podman (add-on image).
+# (real Home Assistant), Chromium + Node (hls.js page), GStreamer (rtspsrc), podman (add-on image);
+# the add-on image's static codecs and the aarch64 cross build: nasm, gcc-aarch64-linux-gnu,
+# qemu-user-static and the Rust target aarch64-unknown-linux-gnu (addon/test-image.sh, test-arm64.sh).
 set -euo pipefail
 
 packages=(
@@ -9,7 +11,8 @@ packages=(
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
   ffmpeg mosquitto mosquitto-clients python3-venv
   chromium chromium-driver
-  podman runc debootstrap curl
+  podman runc curl
+  nasm make xz-utils dpkg-dev binutils gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
   gstreamer1.0-tools gstreamer1.0-rtsp gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav
 )
 
@@ -36,5 +39,8 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "setup: Rust is missing: install it with rustup (https://rustup.rs), then run this again" >&2
   exit 1
+fi
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+  rustup target add aarch64-unknown-linux-gnu
 fi
 echo "setup: ready ($(cargo --version))"

@@ -74,7 +74,10 @@ pub async fn run_with(
     cfg.require_intercom()?;
     // Bind first: a port in use is a clear start-up error, before anything talks to the intercom.
     let rtsp_listener = listen("rtsp_port", cfg.rtsp_port).await?;
-    let http_listener = listen("http_port", cfg.http_port).await?;
+    let mut http_listeners = vec![listen("http_port", cfg.http_port).await?];
+    if let Some(port) = cfg.ingress_port {
+        http_listeners.push(listen("ingress_port", port).await?);
+    }
 
     let sip_stop = CancellationToken::new();
     let hub_stop = CancellationToken::new();
@@ -132,7 +135,7 @@ pub async fn run_with(
         demo,
         camera: camera.clone(),
     };
-    let web = http::run(http_listener, state, server_stop.clone());
+    let web = http::run_all(http_listeners, state, server_stop.clone());
     parts.spawn("http", async move {
         web.await;
         Ok(())
@@ -191,6 +194,7 @@ pub async fn run_with(
         media_ip = %intercom.media_ip(),
         rtsp_port = cfg.rtsp_port,
         http_port = cfg.http_port,
+        ingress_port = cfg.ingress_port,
         "bridge started"
     );
 

@@ -291,6 +291,10 @@ pub struct Config {
     pub rtsp_user: Option<String>,
     pub rtsp_password: Option<Secret>,
     pub http_port: u16,
+    /// A second listener for the same HTTP router, for Home Assistant ingress (the add-on image
+    /// sets it to a fixed internal port, so changing `http_port` never breaks ingress or the
+    /// watchdog). Not an add-on option; unset = none.
+    pub ingress_port: Option<u16>,
     pub api_token: Option<Secret>,
     pub mqtt_url: Option<MqttUrl>,
     pub mqtt_user: Option<String>,
@@ -349,6 +353,7 @@ impl Default for Config {
             rtsp_user: None,
             rtsp_password: None,
             http_port: 8080,
+            ingress_port: None,
             api_token: None,
             mqtt_url: None,
             mqtt_user: None,

@@ -64,6 +64,7 @@ pub(super) const SPECS: &[(&str, Kind)] = &[
     ("rtsp_user", Kind::Text),
     ("rtsp_password", Kind::Secret),
     ("http_port", Kind::Number),
+    ("ingress_port", Kind::Number),
     ("api_token", Kind::Secret),
     ("mqtt_url", Kind::Text),
     ("mqtt_user", Kind::Text),

@@ -64,6 +64,7 @@ pub(super) fn build(m: &Merged) -> Result<Config, ConfigError> {
         rtsp_user: field(m, "rtsp_user", None, opt_text)?,
         rtsp_password: field(m, "rtsp_password", None, secret)?,
         http_port,
+        ingress_port: field(m, "ingress_port", None, |v| port(v).map(Some))?,
         api_token: field(m, "api_token", None, secret)?,
         mqtt_url: field(m, "mqtt_url", None, mqtt_url)?,
         mqtt_user: field(m, "mqtt_user", None, opt_text)?,
@@ -566,12 +567,27 @@ fn across_keys(m: &Merged, c: &Config) -> Result<(), ConfigError> {
             ),
         );
     }
-    for key in ["rtsp_port", "http_port"] {
-        let p = u32::from(if key == "rtsp_port" {
-            c.rtsp_port
-        } else {
-            c.http_port
-        });
+    if let Some(ingress) = c.ingress_port {
+        for (key, other) in [("rtsp_port", c.rtsp_port), ("http_port", c.http_port)] {
+            if ingress == other {
+                return at(
+                    key,
+                    other.to_string(),
+                    format!(
+                        "must differ from {} (the add-on's ingress listener)",
+                        described(m, "ingress_port", ingress)
+                    ),
+                );
+            }
+        }
+    }
+    let ports = [
+        ("rtsp_port", Some(c.rtsp_port)),
+        ("http_port", Some(c.http_port)),
+        ("ingress_port", c.ingress_port),
+    ];
+    for (key, p) in ports {
+        let Some(p) = p.map(u32::from) else { continue };
         if (min..=max).contains(&p) {
             return at(
                 key,

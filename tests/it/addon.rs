@@ -1,6 +1,7 @@
 //! The add-on files agree with the code: config.yaml's version is Cargo's, its options and schema
 //! name exactly the configuration keys and its defaults are the bridge's defaults (no drift),
-//! translations cover every option and port, and the icons have the sizes the store expects.
+//! translations cover every option, the icons have the sizes the store expects, ingress and the
+//! watchdog use the image's fixed ingress port, and that port serves the same router.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -36,18 +37,35 @@ fn manifest_version_and_fixed_settings() {
     // ha_camera talks to Home Assistant through the Supervisor's API proxy.
     assert_eq!(m["homeassistant_api"], true);
     assert_eq!(m["ingress"], true);
-    assert_eq!(m["services"], serde_json::json!(["mqtt:need"]));
-    assert_eq!(m["map"], serde_json::json!(["media:rw", "addon_config:rw"]));
-    assert_eq!(m["watchdog"], "tcp://[HOST]:[PORT:8554]");
-    // Ingress reaches the web server on its default port.
-    assert_eq!(m["ingress_port"], Config::default().http_port);
+    assert_eq!(m["services"], serde_json::json!(["mqtt:want"]));
+    assert_eq!(m["map"], serde_json::json!(["media:rw"]));
+    // Ingress and the watchdog use the image's fixed ingress listener, never an option's port.
+    let docker = std::fs::read_to_string(root().join("Dockerfile")).expect("Dockerfile");
+    let ingress = m["ingress_port"].as_u64().expect("ingress_port");
+    assert!(
+        docker.contains(&format!("ENV C300X_INGRESS_PORT={ingress}")),
+        "the image listens on config.yaml's ingress_port"
+    );
+    assert_eq!(m["watchdog"], format!("tcp://[HOST]:[PORT:{ingress}]"));
+    assert!(m.get("ports").is_none() && m.get("webui").is_none());
+    let d = Config::default();
+    assert!(ingress != u64::from(d.http_port) && ingress != u64::from(d.rtsp_port));
+}
+
+/// The option keys the add-on offers: every configuration key but `ingress_port`, which the image
+/// itself sets.
+fn option_keys() -> BTreeSet<String> {
+    KEYS.iter()
+        .filter(|k| **k != "ingress_port")
+        .map(|k| k.to_string())
+        .collect()
 }
 
 #[test]
 fn schema_names_every_config_key_and_types_are_right() {
     let m = yaml("config.yaml");
     let schema = &m["schema"];
-    let expected: BTreeSet<String> = KEYS.iter().map(|k| k.to_string()).collect();
+    let expected = option_keys();
     assert_eq!(keys(schema), expected, "schema keys = config keys");
     let options = keys(&m["options"]);
     assert!(
@@ -55,7 +73,8 @@ fn schema_names_every_config_key_and_types_are_right() {
         "unknown option keys: {:?}",
         options.difference(&expected).collect::<Vec<_>>()
     );
-    for k in KEYS {
+    for k in &expected {
+        let k = k.as_str();
         let t = schema[k].as_str().unwrap_or("list");
         if k.ends_with("_port") || k == "rtp_port_min" || k == "rtp_port_max" {
             assert_eq!(t, "port", "{k}");
@@ -98,11 +117,12 @@ fn manifest_defaults_are_the_bridge_defaults() {
 }
 
 #[test]
-fn translations_cover_every_option_and_port() {
+fn translations_cover_every_option() {
     let t = yaml("translations/en.yaml");
-    let expected: BTreeSet<String> = KEYS.iter().map(|k| k.to_string()).collect();
+    let expected = option_keys();
     assert_eq!(keys(&t["configuration"]), expected);
-    for k in KEYS {
+    for k in &expected {
+        let k = k.as_str();
         let entry = &t["configuration"][k];
         assert!(
             entry["name"].as_str().is_some_and(|s| !s.is_empty()),
@@ -113,7 +133,10 @@ fn translations_cover_every_option_and_port() {
             "{k} has no description"
         );
     }
-    assert_eq!(keys(&t["network"]), keys(&yaml("config.yaml")["ports"]));
+    assert!(
+        t.get("network").is_none(),
+        "no ports table, so no port descriptions"
+    );
 }
 
 #[test]
@@ -133,8 +156,12 @@ fn repository_and_icons() {
         assert!(docker.contains(label), "Dockerfile label {label}");
     }
     assert!(
-        docker.contains("ARG BASE_IMAGE="),
-        "the base image can be overridden"
+        docker.contains("ARG BUILDER_IMAGE="),
+        "the builder image can be overridden"
+    );
+    assert!(
+        docker.contains("FROM --platform=$BUILDPLATFORM") && docker.contains("TARGETARCH"),
+        "the builder runs on the build machine's arch and cross-compiles"
     );
     let apparmor = std::fs::read_to_string(root().join("apparmor.txt")).expect("apparmor");
     assert!(
@@ -168,4 +195,61 @@ fn clip_dir_default_is_in_the_writable_media_map() {
         .map(|c| c.parse().expect("number"))
         .collect();
     assert_eq!(offered, config::REJECT_CODES);
+}
+
+/// Sends one HTTP/1.1 request over a fresh connection and returns the whole response.
+async fn get(addr: std::net::SocketAddr, path: &str, extra: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: bridge\r\n{extra}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("read");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The add-on's ingress listener is a second port of the same web server: the same answers, the
+/// ingress page under X-Ingress-Path, and both stop with the shutdown token.
+#[tokio::test]
+async fn ingress_listener_serves_the_same_router() {
+    let rig = crate::http::rig(None, None).await;
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let ingress = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let (http_addr, ingress_addr) = (
+        http.local_addr().expect("addr"),
+        ingress.local_addr().expect("addr"),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(c300x_bridge::servers::http::run_all(
+        vec![http, ingress],
+        rig.state.clone(),
+        stop.clone(),
+    ));
+    for addr in [http_addr, ingress_addr] {
+        let status = get(addr, "/api/status", "").await;
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        assert!(status.contains("\"panels\""), "{status}");
+    }
+    let page = get(
+        ingress_addr,
+        "/",
+        "X-Ingress-Path: /api/hassio_ingress/abc\r\n",
+    )
+    .await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        page.contains("/api/hassio_ingress/abc/"),
+        "links under the ingress path"
+    );
+    stop.cancel();
+    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("both listeners stop at shutdown")
+        .expect("no panic");
+    assert!(tokio::net::TcpStream::connect(ingress_addr).await.is_err());
+    rig.stop.cancel();
 }

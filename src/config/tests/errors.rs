@@ -403,6 +403,22 @@ fn server_ports_must_not_clash() {
         "rtsp_port = 20010",
         "must be outside the RTP port range 20000 to 20099",
     );
+    // The add-on's ingress listener (set by the image's environment) clashes with an option.
+    let e = from_env(&[("C300X_INGRESS_PORT", "8099"), ("C300X_HTTP_PORT", "8099")])
+        .expect_err("clash");
+    assert_eq!(
+        e.to_string(),
+        "http_port = 8099 (from env C300X_HTTP_PORT): must differ from ingress_port = 8099 (from env \
+         C300X_INGRESS_PORT) (the add-on's ingress listener)"
+    );
+    yaml_fails(
+        "ingress_port: 20050",
+        "ingress_port = 20050",
+        "must be outside the RTP port range 20000 to 20099",
+    );
+    let c = from_env(&[("C300X_INGRESS_PORT", "8099")]).expect("valid");
+    assert_eq!(c.ingress_port, Some(8099));
+    assert_eq!(from_env(&[]).expect("valid").ingress_port, None);
 }
 
 #[test]

@@ -432,7 +432,7 @@ fn require_intercom_names_the_missing_key() {
 
 #[test]
 fn keys_list_matches_the_config() {
-    assert_eq!(KEYS.len(), 41);
+    assert_eq!(KEYS.len(), 42);
     assert!(KEYS.contains(&"mqtt_base_topic"));
     let yaml = Config::default().to_masked_yaml();
     for key in KEYS {

@@ -184,8 +184,32 @@ pub fn router(state: HttpState) -> Router {
 
 /// Serves `router(state)` on `listener` until `shutdown`; open streams end with it.
 pub async fn run(listener: tokio::net::TcpListener, state: HttpState, shutdown: CancellationToken) {
+    run_all(vec![listener], state, shutdown).await;
+}
+
+/// `run` on several listeners (the HTTP port and the add-on's ingress port) with one router, so
+/// every listener shares the same streams, caches and checks. Ends at `shutdown` once all have
+/// stopped, or as soon as one stops before it (the others are aborted: the server is down).
+pub async fn run_all(
+    listeners: Vec<tokio::net::TcpListener>,
+    state: HttpState,
+    shutdown: CancellationToken,
+) {
+    let app = router(state);
+    // Owned here: dropping the set (this future ending or being dropped) aborts every listener.
+    let mut served = tokio::task::JoinSet::new();
+    for listener in listeners {
+        served.spawn(serve(listener, app.clone(), shutdown.clone()));
+    }
+    if served.join_next().await.is_some() && !shutdown.is_cancelled() {
+        return;
+    }
+    while served.join_next().await.is_some() {}
+}
+
+async fn serve(listener: tokio::net::TcpListener, app: Router, shutdown: CancellationToken) {
     let addr = listener.local_addr().ok();
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(?addr, "HTTP server listening");
     let stop = shutdown.clone();
     let served =
