@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use raw::{ENV_PREFIX, KEYS, RESERVED_ENV, closest};
+pub use raw::{ENV_PREFIX, KEYS, RESERVED_ENV, closest, reserved};
 
 /// Where the configuration comes from, lowest priority first: `options_json`, then `file`, then
 /// `env`, then `cli`. Each is optional; absent layers leave the built-in defaults in place.
@@ -35,7 +35,7 @@ pub struct Sources {
 
 impl Sources {
     /// Collects every process environment variable starting with `C300X_` except the names in
-    /// `RESERVED_ENV` (those belong to the command line, not to the options).
+    /// the reserved ones (`RESERVED_ENV`, `C300X_SKIP_*`: the command line's and the scripts').
     pub fn from_process_env(
         file: Option<PathBuf>,
         options_json: Option<PathBuf>,
@@ -44,7 +44,7 @@ impl Sources {
         // vars_os: a non-UTF-8 variable elsewhere in the environment must not panic; ours must be text.
         let env = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !RESERVED_ENV.contains(&k.as_str()))
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !reserved(k))
             .collect();
         Sources {
             file,

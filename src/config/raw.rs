@@ -12,10 +12,29 @@ use super::{ConfigError, MASK, Origin, Sources};
 /// Environment variables carrying options start with this, followed by the key in upper case.
 pub const ENV_PREFIX: &str = "C300X_";
 
-/// `C300X_*` names that are not options (the command line's own settings, and the supervision
-/// tests' `C300X_TEST_PANIC` hook); `Sources::from_process_env` skips them so they are not
-/// reported as unknown options.
-pub const RESERVED_ENV: &[&str] = &["C300X_CONFIG", "C300X_OPTIONS_JSON", "C300X_TEST_PANIC"];
+/// `C300X_*` names that are not options (the command line's own settings, the supervision
+/// tests' `C300X_TEST_PANIC` hook, and the test and build scripts' settings, which a developer
+/// may have exported); `Sources::from_process_env` skips them so they are not reported as
+/// unknown options.
+pub const RESERVED_ENV: &[&str] = &[
+    "C300X_CONFIG",
+    "C300X_OPTIONS_JSON",
+    "C300X_TEST_PANIC",
+    "C300X_CACHE",
+    "C300X_CODECS",
+    "C300X_JOBS",
+    "C300X_IMAGE_MAX_MB",
+    "C300X_HA_KEEP",
+    "C300X_HA_VERSIONS",
+];
+
+/// Prefixes of reserved names: the test script's `C300X_SKIP_HA`, `C300X_SKIP_IMAGE`, ….
+const RESERVED_ENV_PREFIXES: &[&str] = &["C300X_SKIP_"];
+
+/// Whether a `C300X_*` variable is one of the reserved, non-option names.
+pub fn reserved(name: &str) -> bool {
+    RESERVED_ENV.contains(&name) || RESERVED_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
+}
 
 /// How a key's text (from env or `--set`) is turned into a value, and whether it is masked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,7 +143,7 @@ pub(super) fn merge(sources: &Sources) -> Result<Merged, ConfigError> {
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
             continue;
         };
-        if RESERVED_ENV.contains(&name.as_str()) {
+        if reserved(name) {
             continue;
         }
         let key = normalize(rest);

@@ -449,9 +449,26 @@ fn process_env_keeps_only_prefixed_option_variables() {
     assert!(
         s.env
             .iter()
-            .all(|(k, _)| k.starts_with(ENV_PREFIX) && !RESERVED_ENV.contains(&k.as_str()))
+            .all(|(k, _)| k.starts_with(ENV_PREFIX) && !reserved(k))
     );
     assert_eq!(s.cli, pairs(&[("http_port", "81")]));
+}
+
+/// The test and build scripts' switches (`C300X_SKIP_HA=1 scripts/test.sh`) reach the binaries
+/// the tests start; they must not be taken for misspelt options.
+#[test]
+fn script_switches_are_not_options() {
+    for name in [
+        "C300X_SKIP_HA",
+        "C300X_SKIP_ARM64",
+        "C300X_HA_VERSIONS",
+        "C300X_TEST_PANIC",
+    ] {
+        assert!(reserved(name), "{name}");
+    }
+    assert!(!reserved("C300X_HTTP_PORT"));
+    let cfg = from_env(&[("C300X_SKIP_IMAGE", "1"), ("C300X_HTTP_PORT", "81")]);
+    assert_eq!(cfg.expect("reserved names are skipped").http_port, 81);
 }
 
 // ---- Home Assistant options (issue 15) ----
