@@ -15,7 +15,9 @@ use crate::intercom::media::PortPool;
 use crate::intercom::sip::{RegistrationState, RingEvent};
 use crate::media::hub::{HubState, StreamHub};
 use crate::mqtt::{self, MqttSettings};
+use crate::servers::access;
 use crate::servers::http::{self, DemoHooks, HttpState};
+use crate::servers::limits::{Caps, ServerStats};
 use crate::servers::rtsp::{self, RtspSettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,11 +35,12 @@ pub enum AppError {
     },
 }
 
-/// Where the servers listen: every interface (the add-on runs with host networking).
+/// Where the servers listen without `bind_address`: every interface (the add-on runs with host
+/// networking).
 const LISTEN_IP: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
-async fn listen(key: &'static str, port: u16) -> Result<TcpListener, AppError> {
-    let addr = SocketAddr::new(LISTEN_IP, port);
+async fn listen(key: &'static str, ip: Option<IpAddr>, port: u16) -> Result<TcpListener, AppError> {
+    let addr = SocketAddr::new(ip.unwrap_or(LISTEN_IP), port);
     TcpListener::bind(addr)
         .await
         .map_err(|source| AppError::Bind { key, addr, source })
@@ -56,8 +59,17 @@ pub async fn run_with(
 ) -> Result<(), AppError> {
     cfg.require_intercom()?;
     // Bind first: a port in use is a clear start-up error, before anything talks to the intercom.
-    let rtsp_listener = listen("rtsp_port", cfg.rtsp_port).await?;
-    let http_listener = listen("http_port", cfg.http_port).await?;
+    let rtsp_listener = listen("rtsp_port", cfg.bind_address, cfg.rtsp_port).await?;
+    let http_listener = listen("http_port", cfg.bind_address, cfg.http_port).await?;
+    let secrets = access::secrets(&cfg);
+    if !secrets.required() {
+        tracing::warn!("no credentials configured (rtsp_user/rtsp_password, api_token): the camera, snapshots and the door are open to anyone who can reach the RTSP and HTTP ports");
+    }
+    let caps = Caps {
+        total: cfg.max_connections as usize,
+        per_ip: cfg.max_connections_per_ip as usize,
+    };
+    let stats = Arc::new(ServerStats::default());
 
     let sip_stop = CancellationToken::new();
     let hub_stop = CancellationToken::new();
@@ -66,12 +78,10 @@ pub async fn run_with(
     let hubs = StreamHub::for_panels(&cfg, &intercom, &hub_stop);
 
     let rtsp_settings = RtspSettings {
-        user: cfg.rtsp_user.clone(),
-        password: cfg.rtsp_password.as_ref().map(|p| p.expose().to_owned()),
-        max_connections: 64,
-        mtu: 1200,
-        session_timeout: Duration::from_secs(60),
-        udp_ports: PortPool::new(cfg.rtp_port_min, cfg.rtp_port_max),
+        secrets,
+        caps,
+        stats: stats.clone(),
+        ..RtspSettings::new(PortPool::new(cfg.rtp_port_min, cfg.rtp_port_max))
     };
     let mut tasks = vec![tokio::spawn(rtsp::run(
         rtsp_listener,
@@ -84,10 +94,12 @@ pub async fn run_with(
         intercom: intercom.clone(),
         config: Arc::new(cfg.clone()),
         demo,
+        stats,
     };
     tasks.push(tokio::spawn(http::run(
         http_listener,
         state,
+        caps,
         server_stop.clone(),
     )));
 

@@ -51,12 +51,21 @@ pub(super) fn build(m: &Merged) -> Result<Config, ConfigError> {
         rtsp_password: field(m, "rtsp_password", None, secret)?,
         http_port,
         api_token: field(m, "api_token", None, secret)?,
+        public_snapshot: field(m, "public_snapshot", d.public_snapshot, boolean)?,
+        bind_address: field(m, "bind_address", None, bind_ip)?,
+        max_connections: field(m, "max_connections", d.max_connections, |v| {
+            count(v, 1, 10_000, "a number of connections")
+        })?,
+        max_connections_per_ip: field(m, "max_connections_per_ip", d.max_connections_per_ip, |v| {
+            count(v, 0, 10_000, "a number of connections (0 = no cap)")
+        })?,
         mqtt_url: field(m, "mqtt_url", None, mqtt_url)?,
         mqtt_user: field(m, "mqtt_user", None, opt_text)?,
         mqtt_password: field(m, "mqtt_password", None, secret)?,
         mqtt_discovery_prefix: field(m, "mqtt_discovery_prefix", d.mqtt_discovery_prefix, topic)?,
         mqtt_base_topic: field(m, "mqtt_base_topic", d.mqtt_base_topic, topic)?,
         log_level: field(m, "log_level", d.log_level, log_level)?,
+        credentials_generated: false,
     };
     across_keys(m, &config)?;
     Ok(config)
@@ -142,6 +151,11 @@ fn ranged(value: &Value, lo: i64, hi: i64, what: &str) -> Result<i64, Allowed> {
 fn small(value: &Value, lo: i64, hi: i64, what: &str) -> Result<u8, Allowed> {
     let n = ranged(value, lo, hi, what)?;
     u8::try_from(n).map_err(|e| e.to_string())
+}
+
+fn count(value: &Value, lo: i64, hi: i64, what: &str) -> Result<u32, Allowed> {
+    let n = ranged(value, lo, hi, what)?;
+    u32::try_from(n).map_err(|e| e.to_string())
 }
 
 fn boolean(value: &Value) -> Result<bool, Allowed> {
@@ -234,6 +248,16 @@ fn ip(value: &Value) -> Result<Option<IpAddr>, Allowed> {
     };
     s.trim().parse().map(Some).map_err(|_| {
         "must be an IP address of this host such as 192.168.1.10, or empty to detect it".to_owned()
+    })
+}
+
+fn bind_ip(value: &Value) -> Result<Option<IpAddr>, Allowed> {
+    let Some(s) = opt_text(value)? else {
+        return Ok(None);
+    };
+    s.trim().parse().map(Some).map_err(|_| {
+        "must be an IP address of this host (0.0.0.0 = every interface, 127.0.0.1 behind a proxy), or empty"
+            .to_owned()
     })
 }
 

@@ -56,6 +56,7 @@ pub async fn rig(rtp_base: u16, token: Option<&str>, demo: Option<DemoHooks>) ->
         intercom,
         config: Arc::new(config),
         demo,
+        stats: Default::default(),
     };
     Rig { sim, state, stop }
 }

@@ -486,8 +486,7 @@ async fn twenty_readers_share_one_call_and_bye_follows_the_linger() {
 #[tokio::test]
 async fn basic_and_digest_auth() {
     let f = start(43100, (43560, 43599), |s| {
-        s.user = Some("admin".into());
-        s.password = Some("s3cret".into());
+        s.secrets.user = Some(("admin".into(), "s3cret".into()));
     })
     .await;
     let mut raw = Raw::connect(f.addr).await;
@@ -656,7 +655,7 @@ async fn malformed_requests_get_400_and_close_while_a_live_session_plays() {
 
 #[tokio::test]
 async fn connection_limit_answers_503() {
-    let f = start(43160, (43880, 43899), |s| s.max_connections = 2).await;
+    let f = start(43160, (43880, 43899), |s| s.caps.total = 2).await;
     let mut a = Raw::connect(f.addr).await;
     let mut b = Raw::connect(f.addr).await;
     assert_eq!(a.request("OPTIONS", "*", &[]).await.status, 200);
