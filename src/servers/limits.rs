@@ -1,11 +1,15 @@
-//! Connection admission shared by the RTSP and HTTP servers: a total cap and a per-IP cap
-//! (the Home Assistant ingress proxy is exempt from the latter: it carries every HA user), and
-//! the counters `/metrics` shows — accepted, active, refused by cap, closed by reason.
+//! Connection admission shared by the RTSP and HTTP servers: a per-IP cap (the Home Assistant
+//! ingress proxy is exempt: it carries every HA user) and a total cap. At the total cap the
+//! oldest connection that is still idle (no request yet, or an RTSP one holding no stream) is
+//! evicted for the newcomer, so idle connections cannot lock real clients out; only when none is
+//! idle is the newcomer refused. Also the counters `/metrics` shows.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio_util::sync::CancellationToken;
 
 use super::access::INGRESS_PEER;
 
@@ -44,8 +48,9 @@ impl Refused {
 }
 
 /// Reasons a server closes a connection, for `c300x_connections_closed_total{reason}`.
-pub const CLOSE_REASONS: [&str; 9] = [
+pub const CLOSE_REASONS: [&str; 10] = [
     "client",
+    "evicted",
     "stream_ended",
     "error",
     "first_request_timeout",
@@ -117,22 +122,46 @@ enum Which {
 struct Open {
     total: usize,
     by_ip: HashMap<IpAddr, usize>,
+    next_id: u64,
+    /// Idle connections, oldest first: their ids and how to close them.
+    idle: VecDeque<(u64, CancellationToken)>,
+}
+
+impl Open {
+    fn forget_idle(&mut self, id: u64) {
+        self.idle.retain(|(i, _)| *i != id);
+    }
 }
 
 /// Held while a connection is open; dropping it frees the slot.
 #[derive(Debug)]
 pub struct Permit {
     ip: IpAddr,
+    id: u64,
+    evict: CancellationToken,
     admission: Admission,
+}
+
+impl Permit {
+    /// Fires when the server evicts this (idle) connection for a newcomer.
+    pub fn evicted(&self) -> &CancellationToken {
+        &self.evict
+    }
+
+    /// Marks the connection busy (`false`: not evictable) or idle again (`true`).
+    pub fn set_idle(&self, idle: bool) {
+        let mut open = self.admission.lock();
+        open.forget_idle(self.id);
+        if idle && !self.evict.is_cancelled() {
+            open.idle.push_back((self.id, self.evict.clone()));
+        }
+    }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let mut open = self
-            .admission
-            .open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut open = self.admission.lock();
+        open.forget_idle(self.id);
         open.total = open.total.saturating_sub(1);
         if let Some(n) = open.by_ip.get_mut(&self.ip) {
             *n -= 1;
@@ -170,17 +199,28 @@ impl Admission {
         }
     }
 
-    /// A slot for a connection from `ip`, or why not.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A slot for a connection from `ip` (it starts idle), or why not.
     pub fn admit(&self, ip: IpAddr) -> Result<Permit, Refused> {
         let stats = self.stats();
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let refused = if open.total >= self.caps.total {
-            Some(Refused::Total)
-        } else if self.caps.per_ip > 0
+        let mut open = self.lock();
+        let refused = if self.caps.per_ip > 0
             && ip != INGRESS_PEER
             && open.by_ip.get(&ip).copied().unwrap_or(0) >= self.caps.per_ip
         {
             Some(Refused::PerIp)
+        } else if open.total >= self.caps.total {
+            // Make room by closing the oldest idle connection, if there is one.
+            match open.idle.pop_front() {
+                Some((_, evict)) => {
+                    evict.cancel();
+                    None
+                }
+                None => Some(Refused::Total),
+            }
         } else {
             None
         };
@@ -194,10 +234,15 @@ impl Admission {
         }
         open.total += 1;
         *open.by_ip.entry(ip).or_default() += 1;
+        open.next_id += 1;
+        let (id, evict) = (open.next_id, CancellationToken::new());
+        open.idle.push_back((id, evict.clone()));
         stats.accepted.fetch_add(1, Ordering::Relaxed);
         stats.active.fetch_add(1, Ordering::Relaxed);
         Ok(Permit {
             ip,
+            id,
+            evict,
             admission: self.clone(),
         })
     }
@@ -208,19 +253,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn total_and_per_ip_caps_with_the_ingress_proxy_exempt() {
+    fn caps_eviction_of_idle_connections_and_the_ingress_exemption() {
         let stats = Arc::new(ServerStats::default());
         let a = Admission::rtsp(Caps { total: 4, per_ip: 2 }, stats.clone());
         let ip = |n: u8| IpAddr::from([10, 0, 0, n]);
         let p1 = a.admit(ip(1)).expect("1");
-        let _p2 = a.admit(ip(1)).expect("2");
+        let p2 = a.admit(ip(1)).expect("2");
         assert_eq!(a.admit(ip(1)).err(), Some(Refused::PerIp));
-        let _p3 = a.admit(INGRESS_PEER).expect("ingress");
-        let _p4 = a.admit(INGRESS_PEER).expect("ingress is not capped per IP");
-        assert_eq!(a.admit(ip(2)).err(), Some(Refused::Total));
+        let p3 = a.admit(INGRESS_PEER).expect("ingress");
+        let p4 = a.admit(INGRESS_PEER).expect("ingress is not capped per IP");
+        for p in [&p1, &p2, &p3] {
+            p.set_idle(false);
+        }
+        // Full: the oldest idle connection (p4) makes room; p1..p3 are busy.
+        let p5 = a.admit(ip(2)).expect("evicts an idle one");
+        assert!(p4.evicted().is_cancelled() && !p1.evicted().is_cancelled());
+        drop(p4);
+        p5.set_idle(false);
+        assert_eq!(a.admit(ip(3)).err(), Some(Refused::Total), "nobody idle");
+        // A connection idle again (an RTSP TEARDOWN) can be evicted again.
+        p2.set_idle(true);
+        let _p6 = a.admit(ip(3)).expect("evicts p2");
+        assert!(p2.evicted().is_cancelled());
+        drop(p2);
         drop(p1);
-        let _p5 = a.admit(ip(1)).expect("slot freed");
-        assert_eq!(stats.rtsp.accepted.load(Ordering::Relaxed), 5);
+        let _p7 = a.admit(ip(1)).expect("slot freed");
+        assert_eq!(stats.rtsp.accepted.load(Ordering::Relaxed), 7);
         assert_eq!(stats.rtsp.active.load(Ordering::Relaxed), 4);
         assert_eq!(stats.rtsp.refused(), [("total_cap", 1), ("per_ip_cap", 1)]);
         assert_eq!(stats.http.accepted.load(Ordering::Relaxed), 0);

@@ -1,5 +1,6 @@
 //! Integration tests (one binary): real sockets on 127.0.0.1, real peers.
 
+mod access;
 mod addon;
 mod cli;
 mod depacketizer_sim;

@@ -54,7 +54,8 @@ pub async fn unwrap_signed(mut req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// 413 for a declared body over the limit, answered before the body is read.
+/// 413 for a declared body over the limit, answered before the body is read (a chunked one is
+/// stopped at the limit by `DefaultBodyLimit`).
 pub(super) async fn limit_body(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let declared = req
         .headers()
@@ -75,7 +76,12 @@ pub(super) async fn limit_body(State(shared): State<Arc<Shared>>, req: Request, 
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return resp;
     }
-    next.run(req).await
+    let resp = next.run(req).await;
+    // A chunked body over the limit is cut off by the extractor (DefaultBodyLimit): count it too.
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        shared.stats.http.too_large.fetch_add(1, Ordering::Relaxed);
+    }
+    resp
 }
 
 /// Lets a request through to its handler only with what the access model asks for.

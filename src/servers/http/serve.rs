@@ -1,5 +1,6 @@
 //! The HTTP accept loop (instead of `axum::serve`, which has no admission or header timeout):
-//! connections past the total or per-IP cap get an immediate 503, each admitted one is served
+//! connections past the per-IP cap, or past the total cap with no idle connection to evict, get
+//! an immediate 503; each admitted one is served
 //! by hyper's HTTP/1.1 with a header read timeout (a client that has not sent a whole request
 //! head within it — first or next on a kept-alive connection — is closed), and `serve` returns
 //! only when every connection has ended (streams are cut 2 s after shutdown).
@@ -19,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
-use crate::servers::limits::{Admission, Refused};
+use crate::servers::limits::{Admission, Permit, Refused};
 
 /// A connection without a complete request head for this long is closed.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,9 +56,9 @@ pub(super) async fn serve(
         let _ = stream.set_nodelay(true);
         let (router, stop, admission) = (router.clone(), shutdown.clone(), admission.clone());
         tasks.spawn(async move {
-            let reason = connection(stream, peer, router, stop).await;
+            let permit = Arc::new(permit);
+            let reason = connection(stream, peer, router, stop, permit).await;
             admission.stats().closed(reason);
-            drop(permit);
         });
     }
     tasks.close();
@@ -94,11 +95,16 @@ async fn connection(
     peer: SocketAddr,
     router: Router,
     stop: CancellationToken,
+    permit: Arc<Permit>,
 ) -> &'static str {
     let served = Arc::new(AtomicU64::new(0));
     let count = served.clone();
+    let busy = permit.clone();
     let svc = tower::service_fn(move |mut req: hyper::Request<Incoming>| {
-        count.fetch_add(1, Ordering::Relaxed);
+        // From its first request on, a connection is no longer evicted for newcomers.
+        if count.fetch_add(1, Ordering::Relaxed) == 0 {
+            busy.set_idle(false);
+        }
         req.extensions_mut().insert(ConnectInfo(peer));
         router.clone().oneshot(req)
     });
@@ -112,6 +118,7 @@ async fn connection(
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
+        _ = permit.evicted().cancelled() => return "evicted",
         _ = stop.cancelled() => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(DRAIN, conn.as_mut()).await;

@@ -14,6 +14,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
+use crate::servers::limits::Permit;
 use super::session::{Outgoing, Playout, Sink, UdpSink, description};
 use super::udp::{self, UdpPair};
 use crate::media::hub::{Frame, HubError, ViewerKind};
@@ -69,6 +70,7 @@ pub(super) async fn serve(
     peer: SocketAddr,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
+    permit: &Permit,
 ) -> &'static str {
     let local_ip = stream
         .local_addr()
@@ -102,6 +104,7 @@ pub(super) async fn serve(
                 Timeout,
                 Tick,
                 Stop,
+                Evicted,
             }
             let deadline = conn
                 .session
@@ -122,6 +125,7 @@ pub(super) async fn serve(
                 };
                 tokio::select! {
                     _ = conn.shutdown.cancelled() => Ev::Stop,
+                    _ = permit.evicted().cancelled() => Ev::Evicted,
                     r = reader.read_buf(&mut buf) => Ev::Read(r),
                     f = frames => Ev::Frame(f),
                     _ = timeout => Ev::Timeout,
@@ -130,10 +134,11 @@ pub(super) async fn serve(
             };
             match ev {
                 Ev::Stop => return Ok("shutdown"),
+                Ev::Evicted => return Ok("evicted"),
                 Ev::Read(Err(source)) => return Err(ConnError::Io { peer, source }),
                 Ev::Read(Ok(0)) => return Ok("client"),
                 Ev::Read(Ok(_)) => {
-                    if let Some(reason) = conn.on_bytes(&mut buf).await? {
+                    if let Some(reason) = conn.on_bytes(&mut buf, permit).await? {
                         return Ok(reason.as_str());
                     }
                 }
@@ -162,8 +167,13 @@ pub(super) async fn serve(
 }
 
 impl Conn {
-    /// Feeds every complete message in `buf`, one at a time with its actions carried out.
-    async fn on_bytes(&mut self, buf: &mut BytesMut) -> Result<Option<CloseReason>, ConnError> {
+    /// Feeds every complete message in `buf`, one at a time with its actions carried out. A
+    /// connection is busy (not evictable) from its request on while it holds a stream.
+    async fn on_bytes(
+        &mut self,
+        buf: &mut BytesMut,
+        permit: &Permit,
+    ) -> Result<Option<CloseReason>, ConnError> {
         loop {
             let input = match parse_inbound(buf) {
                 Ok(None) => return Ok(None),
@@ -189,8 +199,15 @@ impl Conn {
                     }
                 }
             };
+            if matches!(input, Input::Request(_)) {
+                permit.set_idle(false);
+            }
             self.session.handle(Instant::now(), input);
-            if let Some(reason) = self.run_actions().await? {
+            let closed = self.run_actions().await?;
+            if self.playout.is_none() {
+                permit.set_idle(true);
+            }
+            if let Some(reason) = closed {
                 return Ok(Some(reason));
             }
         }

@@ -121,7 +121,7 @@ pub async fn run(
             Ok(permit) => {
                 let (shared, stop) = (shared.clone(), shutdown.child_token());
                 tasks.spawn(async move {
-                    let reason = conn::serve(stream, peer, shared.clone(), stop).await;
+                    let reason = conn::serve(stream, peer, shared.clone(), stop, &permit).await;
                     shared.admission.stats().closed(reason);
                     drop(permit);
                 });
