@@ -63,7 +63,9 @@ pub async fn run_with(
     let http_listener = listen("http_port", cfg.bind_address, cfg.http_port).await?;
     let secrets = access::secrets(&cfg);
     if !secrets.required() {
-        tracing::warn!("no credentials configured (rtsp_user/rtsp_password, api_token): the camera, snapshots and the door are open to anyone who can reach the RTSP and HTTP ports");
+        tracing::warn!(
+            "no credentials configured (rtsp_user/rtsp_password, api_token): the camera, snapshots and the door are open to anyone who can reach the RTSP and HTTP ports"
+        );
     }
     let caps = Caps {
         total: cfg.max_connections as usize,

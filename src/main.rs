@@ -132,8 +132,12 @@ fn main() -> ExitCode {
         && let Some(dir) = sources.options_json.as_ref().and_then(|p| p.parent())
     {
         match config::generated::apply(&mut cfg, dir) {
-            Ok(config::generated::Outcome::Created(path)) => tracing::info!(file = %path.display(), "no credentials configured: generated a password and an API token (shown on the add-on's page)"),
-            Ok(config::generated::Outcome::Loaded(path)) => tracing::info!(file = %path.display(), "using the generated credentials"),
+            Ok(config::generated::Outcome::Created(path)) => {
+                tracing::info!(file = %path.display(), "no credentials configured: generated a password and an API token (shown on the add-on's page)")
+            }
+            Ok(config::generated::Outcome::Loaded(path)) => {
+                tracing::info!(file = %path.display(), "using the generated credentials")
+            }
             Ok(config::generated::Outcome::Configured) => {}
             Err(e) => return config_error(&e),
         }

@@ -59,8 +59,8 @@ pub fn apply(cfg: &mut Config, dir: &Path) -> Result<Outcome, ConfigError> {
     let path = dir.join(FILE);
     let (stored, outcome) = match std::fs::read(&path) {
         Ok(bytes) => {
-            let stored: Stored = serde_json::from_slice(&bytes)
-                .map_err(|e| read_error(&path, e.to_string()))?;
+            let stored: Stored =
+                serde_json::from_slice(&bytes).map_err(|e| read_error(&path, e.to_string()))?;
             if stored.user.is_empty() || stored.password.is_empty() || stored.api_token.is_empty() {
                 return Err(read_error(&path, "an entry is empty".into()));
             }

@@ -56,9 +56,12 @@ pub(super) fn build(m: &Merged) -> Result<Config, ConfigError> {
         max_connections: field(m, "max_connections", d.max_connections, |v| {
             count(v, 1, 10_000, "a number of connections")
         })?,
-        max_connections_per_ip: field(m, "max_connections_per_ip", d.max_connections_per_ip, |v| {
-            count(v, 0, 10_000, "a number of connections (0 = no cap)")
-        })?,
+        max_connections_per_ip: field(
+            m,
+            "max_connections_per_ip",
+            d.max_connections_per_ip,
+            |v| count(v, 0, 10_000, "a number of connections (0 = no cap)"),
+        )?,
         mqtt_url: field(m, "mqtt_url", None, mqtt_url)?,
         mqtt_user: field(m, "mqtt_user", None, opt_text)?,
         mqtt_password: field(m, "mqtt_password", None, secret)?,

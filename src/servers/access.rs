@@ -39,7 +39,8 @@ pub fn secrets(cfg: &Config) -> Secrets {
 /// (`token`) with the API token as password; `None` when the bridge is open.
 pub fn url_credentials(cfg: &Config) -> Option<(String, String)> {
     let s = secrets(cfg);
-    s.user.or_else(|| s.api_token.map(|t| ("token".to_owned(), t)))
+    s.user
+        .or_else(|| s.api_token.map(|t| ("token".to_owned(), t)))
 }
 
 /// One panel's published URLs.
@@ -102,7 +103,10 @@ mod tests {
         let open = Config::default();
         let u = published_urls(&open, "192.168.1.10", &panel);
         assert_eq!(u.rtsp, "rtsp://192.168.1.10:8554/doorbell");
-        assert_eq!(u.snapshot, "http://192.168.1.10:8080/api/doorbell/snapshot.jpg");
+        assert_eq!(
+            u.snapshot,
+            "http://192.168.1.10:8080/api/doorbell/snapshot.jpg"
+        );
         let cfg = Config {
             rtsp_user: Some("c300x".into()),
             rtsp_password: Some(Secret::new("p@ss:w/rd")),
@@ -110,7 +114,10 @@ mod tests {
             ..Config::default()
         };
         let u = published_urls(&cfg, "fd00::5", &panel);
-        assert_eq!(u.rtsp, "rtsp://c300x:p%40ss%3Aw%2Frd@[fd00::5]:8554/doorbell");
+        assert_eq!(
+            u.rtsp,
+            "rtsp://c300x:p%40ss%3Aw%2Frd@[fd00::5]:8554/doorbell"
+        );
         assert_eq!(
             u.hls,
             "http://c300x:p%40ss%3Aw%2Frd@[fd00::5]:8080/api/doorbell/hls/index.m3u8"

@@ -90,8 +90,14 @@ impl ConnStats {
 
     pub fn refused(&self) -> [(&'static str, u64); 2] {
         [
-            (Refused::Total.as_str(), self.refused_total.load(Ordering::Relaxed)),
-            (Refused::PerIp.as_str(), self.refused_per_ip.load(Ordering::Relaxed)),
+            (
+                Refused::Total.as_str(),
+                self.refused_total.load(Ordering::Relaxed),
+            ),
+            (
+                Refused::PerIp.as_str(),
+                self.refused_per_ip.load(Ordering::Relaxed),
+            ),
         ]
     }
 }
@@ -169,7 +175,10 @@ impl Drop for Permit {
                 open.by_ip.remove(&self.ip);
             }
         }
-        self.admission.stats().active.fetch_sub(1, Ordering::Relaxed);
+        self.admission
+            .stats()
+            .active
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -255,7 +264,13 @@ mod tests {
     #[test]
     fn caps_eviction_of_idle_connections_and_the_ingress_exemption() {
         let stats = Arc::new(ServerStats::default());
-        let a = Admission::rtsp(Caps { total: 4, per_ip: 2 }, stats.clone());
+        let a = Admission::rtsp(
+            Caps {
+                total: 4,
+                per_ip: 2,
+            },
+            stats.clone(),
+        );
         let ip = |n: u8| IpAddr::from([10, 0, 0, n]);
         let p1 = a.admit(ip(1)).expect("1");
         let p2 = a.admit(ip(1)).expect("2");
@@ -286,8 +301,16 @@ mod tests {
         stats.rtsp.closed("whatever");
         let closed: Vec<_> = stats.rtsp.closed_by().filter(|(_, n)| *n > 0).collect();
         assert_eq!(closed, [("client", 1), ("idle_timeout", 1)]);
-        let unlimited = Admission::http(Caps { total: 10, per_ip: 0 }, stats);
-        let held: Vec<_> = (0..10).map(|_| unlimited.admit(ip(9)).expect("no per-IP cap")).collect();
+        let unlimited = Admission::http(
+            Caps {
+                total: 10,
+                per_ip: 0,
+            },
+            stats,
+        );
+        let held: Vec<_> = (0..10)
+            .map(|_| unlimited.admit(ip(9)).expect("no per-IP cap"))
+            .collect();
         assert_eq!(held.len(), 10);
     }
 }

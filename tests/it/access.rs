@@ -81,7 +81,11 @@ pub async fn read_answer(s: &mut TcpStream, limit: Duration) -> Answer {
             }
             let mut chunk = [0u8; 8192];
             let n = s.read(&mut chunk).await.expect("read");
-            assert!(n > 0, "closed before a whole head: {:?}", String::from_utf8_lossy(&buf));
+            assert!(
+                n > 0,
+                "closed before a whole head: {:?}",
+                String::from_utf8_lossy(&buf)
+            );
             buf.extend_from_slice(&chunk[..n]);
         }
     })

@@ -457,11 +457,19 @@ fn access_and_connection_keys() {
     assert_eq!(c.bind_address, Some([127, 0, 0, 1].into()));
     assert_eq!((c.max_connections, c.max_connections_per_ip), (1000, 0));
     assert!(c.public_snapshot);
-    assert_eq!(from_env(&[("C300X_BIND_ADDRESS", "")]).expect("empty").bind_address, None);
+    assert_eq!(
+        from_env(&[("C300X_BIND_ADDRESS", "")])
+            .expect("empty")
+            .bind_address,
+        None
+    );
     for (var, needle) in [
         ("C300X_BIND_ADDRESS", "bind_address = \"localhost\""),
         ("C300X_MAX_CONNECTIONS", "max_connections = 0"),
-        ("C300X_MAX_CONNECTIONS_PER_IP", "max_connections_per_ip = -1"),
+        (
+            "C300X_MAX_CONNECTIONS_PER_IP",
+            "max_connections_per_ip = -1",
+        ),
     ] {
         let value = match var {
             "C300X_BIND_ADDRESS" => "localhost",

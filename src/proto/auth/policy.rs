@@ -4,10 +4,10 @@
 //! ingress proxy, or — for one panel's viewing endpoints only — a signed URL token. Static assets
 //! are public, and the cached snapshot (no call) is public only with `public_snapshot`.
 
+use super::Secrets;
 use super::header::{self, Failure, Proof};
 use super::query;
 use super::signed::Signer;
-use super::Secrets;
 
 /// What a request asks for, as far as access is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,21 +201,65 @@ mod tests {
             ("GET", "/", None, Protected),
             ("GET", "/metrics", None, Protected),
             ("GET", "/api/status", None, Protected),
-            ("GET", "/api/doorbell/snapshot.jpg", None, CachedSnapshot { panel: p() }),
-            ("GET", "/api/doorbell/snapshot.jpg", Some("live=0"), CachedSnapshot { panel: p() }),
-            ("GET", "/api/doorbell/snapshot.jpg", Some("live=1"), View { panel: p() }),
-            ("GET", "/api/doorbell/snapshot.jpg", Some("li%76e"), View { panel: p() }),
-            ("GET", "/api/doorbell/snapshot.jpg", Some("live=0&live=1"), View { panel: p() }),
-            ("GET", "/api/doorbell/snapshot.jpg", Some("live=x"), View { panel: p() }),
+            (
+                "GET",
+                "/api/doorbell/snapshot.jpg",
+                None,
+                CachedSnapshot { panel: p() },
+            ),
+            (
+                "GET",
+                "/api/doorbell/snapshot.jpg",
+                Some("live=0"),
+                CachedSnapshot { panel: p() },
+            ),
+            (
+                "GET",
+                "/api/doorbell/snapshot.jpg",
+                Some("live=1"),
+                View { panel: p() },
+            ),
+            (
+                "GET",
+                "/api/doorbell/snapshot.jpg",
+                Some("li%76e"),
+                View { panel: p() },
+            ),
+            (
+                "GET",
+                "/api/doorbell/snapshot.jpg",
+                Some("live=0&live=1"),
+                View { panel: p() },
+            ),
+            (
+                "GET",
+                "/api/doorbell/snapshot.jpg",
+                Some("live=x"),
+                View { panel: p() },
+            ),
             ("GET", "/api/door%62ell/mjpeg", None, View { panel: p() }),
-            ("GET", "/api/doorbell/hls/index.m3u8", Some("_HLS_msn=3"), View { panel: p() }),
-            ("GET", "/api/doorbell/signed-urls", None, Sign { panel: p() }),
+            (
+                "GET",
+                "/api/doorbell/hls/index.m3u8",
+                Some("_HLS_msn=3"),
+                View { panel: p() },
+            ),
+            (
+                "GET",
+                "/api/doorbell/signed-urls",
+                None,
+                Sign { panel: p() },
+            ),
             ("POST", "/api/doorbell/unlock", None, Protected),
             ("POST", "/api/doorbell/mjpeg", None, Protected),
             ("GET", "/api//mjpeg", None, Protected),
             ("GET", "/api/doorbell", None, Protected),
         ] {
-            assert_eq!(classify(method, path, query), want, "{method} {path} {query:?}");
+            assert_eq!(
+                classify(method, path, query),
+                want,
+                "{method} {path} {query:?}"
+            );
         }
     }
 
@@ -228,28 +272,69 @@ mod tests {
         );
         let token = pol.signer.url_token("doorbell", 1600);
         let live = attempt("GET", "/api/doorbell/mjpeg", None);
-        assert_eq!(pol.decide(&live).map_err(|r| r.reason), Err("credentials required"));
         assert_eq!(
-            pol.decide(&Attempt { authorization: Some(&basic), ..live }),
+            pol.decide(&live).map_err(|r| r.reason),
+            Err("credentials required")
+        );
+        assert_eq!(
+            pol.decide(&Attempt {
+                authorization: Some(&basic),
+                ..live
+            }),
             Ok(Grant::Header(Proof::Basic))
         );
         assert_eq!(
-            pol.decide(&Attempt { authorization: Some("Bearer tok"), ..live }),
+            pol.decide(&Attempt {
+                authorization: Some("Bearer tok"),
+                ..live
+            }),
             Ok(Grant::Header(Proof::Bearer))
         );
-        assert!(pol.decide(&Attempt { authorization: Some("Bearer no"), ..live }).is_err());
-        assert_eq!(pol.decide(&Attempt { ingress: true, ..live }), Ok(Grant::Ingress));
+        assert!(
+            pol.decide(&Attempt {
+                authorization: Some("Bearer no"),
+                ..live
+            })
+            .is_err()
+        );
         assert_eq!(
-            pol.decide(&Attempt { url_token: Some(&token), ..live }),
+            pol.decide(&Attempt {
+                ingress: true,
+                ..live
+            }),
+            Ok(Grant::Ingress)
+        );
+        assert_eq!(
+            pol.decide(&Attempt {
+                url_token: Some(&token),
+                ..live
+            }),
             Ok(Grant::SignedUrl)
         );
-        let expired = Attempt { url_token: Some(&token), now: 1600, ..live };
+        let expired = Attempt {
+            url_token: Some(&token),
+            now: 1600,
+            ..live
+        };
         assert!(pol.decide(&expired).is_err());
         let other_panel = attempt("GET", "/api/garden/mjpeg", None);
-        assert!(pol.decide(&Attempt { url_token: Some(&token), ..other_panel }).is_err());
+        assert!(
+            pol.decide(&Attempt {
+                url_token: Some(&token),
+                ..other_panel
+            })
+            .is_err()
+        );
         // A URL token opens neither commands nor the minting endpoint.
-        for (m, p) in [("POST", "/api/doorbell/unlock"), ("GET", "/api/doorbell/signed-urls"), ("GET", "/api/status")] {
-            let a = Attempt { url_token: Some(&token), ..attempt(m, p, None) };
+        for (m, p) in [
+            ("POST", "/api/doorbell/unlock"),
+            ("GET", "/api/doorbell/signed-urls"),
+            ("GET", "/api/status"),
+        ] {
+            let a = Attempt {
+                url_token: Some(&token),
+                ..attempt(m, p, None)
+            };
             assert!(pol.decide(&a).is_err(), "{m} {p}");
         }
         // The cached snapshot: private unless the option says so; live never public.
@@ -258,9 +343,15 @@ mod tests {
         assert_eq!(policy(true).decide(&cached), Ok(Grant::Public));
         let live_snap = attempt("GET", "/api/doorbell/snapshot.jpg", Some("live=1"));
         assert!(policy(true).decide(&live_snap).is_err());
-        assert_eq!(pol.decide(&attempt("GET", "/assets/app.js", None)), Ok(Grant::Public));
+        assert_eq!(
+            pol.decide(&attempt("GET", "/assets/app.js", None)),
+            Ok(Grant::Public)
+        );
         let open = Policy::new(Secrets::default(), false);
-        assert_eq!(open.decide(&attempt("POST", "/api/doorbell/unlock", None)), Ok(Grant::Open));
+        assert_eq!(
+            open.decide(&attempt("POST", "/api/doorbell/unlock", None)),
+            Ok(Grant::Open)
+        );
         assert!(!Grant::Public.may_start_call() && Grant::SignedUrl.may_start_call());
     }
 }

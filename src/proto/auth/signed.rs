@@ -24,7 +24,9 @@ pub enum TokenError {
     Malformed,
     #[error("the signed URL has expired")]
     Expired,
-    #[error("the signed URL's signature does not match (tampered, another panel, or the credentials changed)")]
+    #[error(
+        "the signed URL's signature does not match (tampered, another panel, or the credentials changed)"
+    )]
     BadSignature,
 }
 
@@ -186,7 +188,16 @@ mod tests {
             other.check_url_token(&t, "doorbell", 1_000_000),
             Err(TokenError::BadSignature)
         );
-        for bad in ["", ".", "x.y", "12", "12.", "-1.AAAA", "1.!!", "99999999999999999999999.AA"] {
+        for bad in [
+            "",
+            ".",
+            "x.y",
+            "12",
+            "12.",
+            "-1.AAAA",
+            "1.!!",
+            "99999999999999999999999.AA",
+        ] {
             assert!(s.check_url_token(bad, "doorbell", 0).is_err(), "{bad:?}");
         }
         let far = s.url_token("doorbell", 10 + MAX_TTL_SECS + 1);
@@ -202,10 +213,7 @@ mod tests {
         let n = s.nonce(5000, 42);
         assert_eq!(s.check_nonce(&n, 5000), NonceState::Fresh);
         assert_eq!(s.check_nonce(&n, 5000 + NONCE_TTL_SECS), NonceState::Fresh);
-        assert_eq!(
-            s.check_nonce(&n, 5001 + NONCE_TTL_SECS),
-            NonceState::Stale
-        );
+        assert_eq!(s.check_nonce(&n, 5001 + NONCE_TTL_SECS), NonceState::Stale);
         assert_eq!(s.check_nonce(&n, 4999), NonceState::Stale);
         let forged = format!("{:x}-{:x}-{}", 9000, 42, "0".repeat(24));
         assert_eq!(s.check_nonce(&forged, 9000), NonceState::Unknown);

@@ -39,7 +39,11 @@ pub async fn unwrap_signed(mut req: Request, next: Next) -> Response {
         return next.run(req).await;
     };
     let Some((token, tail)) = rest.split_once('/') else {
-        return (StatusCode::NOT_FOUND, "a signed URL needs a path after the token").into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            "a signed URL needs a path after the token",
+        )
+            .into_response();
     };
     let token = token.to_owned();
     let path_and_query = match req.uri().query() {
@@ -56,7 +60,11 @@ pub async fn unwrap_signed(mut req: Request, next: Next) -> Response {
 
 /// 413 for a declared body over the limit, answered before the body is read (a chunked one is
 /// stopped at the limit by `DefaultBodyLimit`).
-pub(super) async fn limit_body(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+pub(super) async fn limit_body(
+    State(shared): State<Arc<Shared>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -66,7 +74,11 @@ pub(super) async fn limit_body(State(shared): State<Arc<Shared>>, req: Request, 
         && len > MAX_BODY as u64
     {
         shared.stats.http.too_large.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(len, path = req.uri().path(), "HTTP 413: body over {MAX_BODY} bytes");
+        tracing::info!(
+            len,
+            path = req.uri().path(),
+            "HTTP 413: body over {MAX_BODY} bytes"
+        );
         let body = Json(serde_json::json!({
             "error": "payload_too_large",
             "detail": format!("the body may have at most {MAX_BODY} bytes"),
@@ -85,7 +97,11 @@ pub(super) async fn limit_body(State(shared): State<Arc<Shared>>, req: Request, 
 }
 
 /// Lets a request through to its handler only with what the access model asks for.
-pub(super) async fn authorize(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
+pub(super) async fn authorize(
+    State(shared): State<Arc<Shared>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let now = unix_now();
     let token = req.extensions().get::<UrlToken>().map(|t| t.0.clone());
     let ingress = is_ingress(&req);
@@ -110,7 +126,11 @@ pub(super) async fn authorize(State(shared): State<Arc<Shared>>, mut req: Reques
             next.run(req).await
         }
         Err(refusal) => {
-            shared.stats.http.unauthorized.fetch_add(1, Ordering::Relaxed);
+            shared
+                .stats
+                .http
+                .unauthorized
+                .fetch_add(1, Ordering::Relaxed);
             tracing::info!(method = %req.method(), path = req.uri().path(), reason = refusal.reason, "HTTP 401");
             unauthorized(&shared, refusal, now)
         }

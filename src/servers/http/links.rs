@@ -48,7 +48,9 @@ pub async fn signed_urls(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     shared.panel(&panel)?;
-    let ttl = match query::single(q.as_deref(), "ttl").map_err(|e| ApiError::BadRequest(e.to_string()))? {
+    let ttl = match query::single(q.as_deref(), "ttl")
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?
+    {
         None => DEFAULT_TTL_SECS,
         Some(t) => t
             .parse::<u64>()
@@ -62,7 +64,11 @@ pub async fn signed_urls(
     let token = shared.policy.signer.url_token(&panel, expires);
     let base = format!("{SIGNED_PREFIX}{token}/api/{panel}");
     let host = host_of(&shared, &headers);
-    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
     let origin = format!("http://{host}:{}", shared.state.config.http_port);
     let path = |p: &str| format!("{base}/{p}");
     let full = |p: &str| format!("{origin}{}", path(p));

@@ -222,12 +222,25 @@ pub fn render(shared: &Shared) -> String {
 
 fn connections(o: &mut String, shared: &Shared) {
     let servers = [("rtsp", &shared.stats.rtsp), ("http", &shared.stats.http)];
-    family(o, "c300x_connections_accepted_total", "counter", "Connections admitted.");
+    family(
+        o,
+        "c300x_connections_accepted_total",
+        "counter",
+        "Connections admitted.",
+    );
     for (name, s) in servers {
         let n = s.accepted.load(Ordering::Relaxed);
-        let _ = writeln!(o, "c300x_connections_accepted_total{{server=\"{name}\"}} {n}");
+        let _ = writeln!(
+            o,
+            "c300x_connections_accepted_total{{server=\"{name}\"}} {n}"
+        );
     }
-    family(o, "c300x_connections_active", "gauge", "Connections open now.");
+    family(
+        o,
+        "c300x_connections_active",
+        "gauge",
+        "Connections open now.",
+    );
     for (name, s) in servers {
         let n = s.active.load(Ordering::Relaxed);
         let _ = writeln!(o, "c300x_connections_active{{server=\"{name}\"}} {n}");

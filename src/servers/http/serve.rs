@@ -86,7 +86,11 @@ fn refuse(stream: &TcpStream, why: Refused, admission: &Admission) {
     let n = s.refused_total.load(Ordering::Relaxed) + s.refused_per_ip.load(Ordering::Relaxed);
     // A flood would otherwise write one log line per connection.
     if n == 1 || n.is_multiple_of(100) {
-        tracing::warn!(cap = why.as_str(), refused = n, "HTTP connections refused: 503");
+        tracing::warn!(
+            cap = why.as_str(),
+            refused = n,
+            "HTTP connections refused: 503"
+        );
     }
 }
 

@@ -107,7 +107,8 @@ pub async fn snapshot(
     grant: Option<Extension<Grant>>,
 ) -> Result<Response, ApiError> {
     let p = shared.panel(&panel)?;
-    let live = query::flag(q.as_deref(), "live").map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let live =
+        query::flag(q.as_deref(), "live").map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if live {
         if grant.is_some_and(|g| !g.0.may_start_call()) {
             return Err(ApiError::Unauthorized("a live snapshot starts a call"));

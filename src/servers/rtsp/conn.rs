@@ -14,12 +14,12 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use crate::servers::limits::Permit;
 use super::session::{Outgoing, Playout, Sink, UdpSink, description};
 use super::udp::{self, UdpPair};
 use crate::media::hub::{Frame, HubError, ViewerKind};
 use crate::proto::rtsp::server::{Action, CloseReason, Input, ServerSession, TrackSink};
 use crate::proto::rtsp::{Inbound, parse_inbound};
+use crate::servers::limits::Permit;
 
 /// A write that takes longer than this means the reader is gone or stuck: close.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -219,7 +219,11 @@ impl Conn {
             match action {
                 Action::Respond { cseq, response } => {
                     if response.status == 401 {
-                        self.shared.admission.stats().unauthorized.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.shared
+                            .admission
+                            .stats()
+                            .unauthorized
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tracing::info!(peer = %self.peer, "RTSP: 401");
                     }
                     self.write(&response.to_bytes(cseq)).await?;
@@ -239,7 +243,8 @@ impl Conn {
                     self.pending_udp = None;
                 }
                 Action::BindUdp { kind } => {
-                    let input = match udp::bind_pair(self.local_ip, &self.shared.settings.udp_ports) {
+                    let input = match udp::bind_pair(self.local_ip, &self.shared.settings.udp_ports)
+                    {
                         Ok(pair) => {
                             let server = pair.ports;
                             self.pending_udp = Some(pair);

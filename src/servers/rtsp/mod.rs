@@ -139,7 +139,10 @@ pub async fn run(
         }
     }
     tasks.close();
-    if tokio::time::timeout(Duration::from_secs(3), tasks.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(3), tasks.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("RTSP server: connections still open 3 s after shutdown");
     }
     tracing::info!("RTSP server stopped");

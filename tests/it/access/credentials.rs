@@ -71,7 +71,12 @@ impl Fixture {
         };
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let http_addr = l.local_addr().expect("addr");
-        tokio::spawn(http::run(l, state.clone(), Default::default(), stop.clone()));
+        tokio::spawn(http::run(
+            l,
+            state.clone(),
+            Default::default(),
+            stop.clone(),
+        ));
         let mut settings = RtspSettings::new(PortPool::new(rtp_base + 20, rtp_base + 39));
         settings.secrets = secrets(&config);
         settings.stats = state.stats.clone();
@@ -109,8 +114,15 @@ fn digest(challenge: &Answer, method: &str, path: &str) -> String {
         .filter(|(k, _)| k.eq_ignore_ascii_case("www-authenticate"))
         .map(|(_, v)| v.as_str())
         .collect();
-    let d = www.iter().find(|v| v.starts_with("Digest ")).expect("a Digest challenge");
-    let nonce = d.split("nonce=\"").nth(1).and_then(|r| r.split('"').next()).expect("nonce");
+    let d = www
+        .iter()
+        .find(|v| v.starts_with("Digest "))
+        .expect("a Digest challenge");
+    let nonce = d
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("nonce");
     let ha1 = md5_hex("admin:c300x-bridge:s3cret");
     let ha2 = md5_hex(&format!("{method}:{path}"));
     let resp = md5_hex(&format!("{ha1}:{nonce}:00000001:0a4f113b:auth:{ha2}"));
@@ -130,9 +142,20 @@ const VIEWS: [&str; 4] = [
 #[tokio::test]
 async fn every_way_in_needs_the_credentials_and_a_refusal_never_calls() {
     let f = Fixture::start(48000, |_| {}).await;
-    let wrong = [None, Some(basic("admin", "nope")), Some("Bearer nope".to_owned()), Some(basic("x", "tok0"))];
+    let wrong = [
+        None,
+        Some(basic("admin", "nope")),
+        Some("Bearer nope".to_owned()),
+        Some(basic("x", "tok0")),
+    ];
     for auth in &wrong {
-        for path in VIEWS.iter().chain(&["/", "/api/status", "/metrics", "/api/access", "/api/doorbell/signed-urls"]) {
+        for path in VIEWS.iter().chain(&[
+            "/",
+            "/api/status",
+            "/metrics",
+            "/api/access",
+            "/api/doorbell/signed-urls",
+        ]) {
             let a = f.get(path, auth.as_deref()).await;
             assert_eq!(a.status, 401, "GET {path} with {auth:?}: {}", a.text());
         }
@@ -143,44 +166,88 @@ async fn every_way_in_needs_the_credentials_and_a_refusal_never_calls() {
             ("/api/doorbell/hangup", ""),
             ("/api/streaming", "{\"enabled\": false}"),
         ] {
-            let h: Vec<(&str, &str)> = auth.as_deref().map(|a| ("Authorization", a)).into_iter().collect();
+            let h: Vec<(&str, &str)> = auth
+                .as_deref()
+                .map(|a| ("Authorization", a))
+                .into_iter()
+                .collect();
             let a = http(f.http, "POST", path, &h, body.as_bytes()).await;
             assert_eq!(a.status, 401, "POST {path} with {auth:?}");
-            let www = a.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("www-authenticate")).count();
+            let www = a
+                .headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("www-authenticate"))
+                .count();
             assert_eq!(www, 3, "Digest, Basic and Bearer challenges");
         }
     }
     // RTSP too: no DESCRIBE without them.
     let mut s = TcpStream::connect(f.rtsp).await.expect("rtsp");
-    let req = format!("DESCRIBE rtsp://{}/doorbell RTSP/1.0\r\nCSeq: 1\r\n\r\n", f.rtsp);
+    let req = format!(
+        "DESCRIBE rtsp://{}/doorbell RTSP/1.0\r\nCSeq: 1\r\n\r\n",
+        f.rtsp
+    );
     s.write_all(req.as_bytes()).await.expect("write");
     let mut got = vec![0u8; 2048];
     let n = s.read(&mut got).await.expect("read");
-    assert!(got[..n].starts_with(b"RTSP/1.0 401 "), "{}", String::from_utf8_lossy(&got[..n]));
+    assert!(
+        got[..n].starts_with(b"RTSP/1.0 401 "),
+        "{}",
+        String::from_utf8_lossy(&got[..n])
+    );
     assert_eq!(f.invites(), 0, "no call for strangers");
-    assert!(f.sim.stats().message_bodies().is_empty(), "no command reached the intercom");
+    assert!(
+        f.sim.stats().message_bodies().is_empty(),
+        "no command reached the intercom"
+    );
     assert_eq!(f.state.hubs[0].status().viewers, 0);
 
     // Basic, Digest and the bearer token pass.
-    let a = f.get("/api/doorbell/mjpeg", Some(&basic("admin", "s3cret"))).await;
+    let a = f
+        .get("/api/doorbell/mjpeg", Some(&basic("admin", "s3cret")))
+        .await;
     assert_eq!(a.status, 200);
-    assert!(a.text().contains("--frame\r\nContent-Type: image/jpeg"), "{}", a.text());
+    assert!(
+        a.text().contains("--frame\r\nContent-Type: image/jpeg"),
+        "{}",
+        a.text()
+    );
     let challenge = f.get("/api/doorbell/snapshot.jpg?live=1", None).await;
     let d = digest(&challenge, "GET", "/api/doorbell/snapshot.jpg?live=1");
     let a = f.get("/api/doorbell/snapshot.jpg?live=1", Some(&d)).await;
-    assert_eq!((a.status, a.header("content-type")), (200, Some("image/jpeg")));
-    let a = f.get("/api/doorbell/hls/index.m3u8", Some("Bearer tok")).await;
+    assert_eq!(
+        (a.status, a.header("content-type")),
+        (200, Some("image/jpeg"))
+    );
+    let a = f
+        .get("/api/doorbell/hls/index.m3u8", Some("Bearer tok"))
+        .await;
     assert_eq!(a.status, 200);
     assert!(a.text().starts_with("#EXTM3U"), "{}", a.text());
     let a = f.get("/api/status", Some(&basic("anyone", "tok"))).await;
     assert_eq!(a.status, 200, "the token works as a password");
-    let a = http(f.http, "POST", "/api/doorbell/unlock", &[("Authorization", "Bearer tok")], b"").await;
+    let a = http(
+        f.http,
+        "POST",
+        "/api/doorbell/unlock",
+        &[("Authorization", "Bearer tok")],
+        b"",
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.text());
-    assert!(f.sim.stats().message_bodies().iter().any(|b| b.contains("*8*19*20##")));
+    assert!(
+        f.sim
+            .stats()
+            .message_bodies()
+            .iter()
+            .any(|b| b.contains("*8*19*20##"))
+    );
     assert_eq!(f.invites(), 1, "one call for the admitted viewers");
 
     // Signed URLs: the playlist and the segments it names, the MJPEG stream; not commands.
-    let a = f.get("/api/doorbell/signed-urls?ttl=120", Some("Bearer tok")).await;
+    let a = f
+        .get("/api/doorbell/signed-urls?ttl=120", Some("Bearer tok"))
+        .await;
     assert_eq!(a.status, 200, "{}", a.text());
     let urls: serde_json::Value = serde_json::from_slice(&a.body).expect("json");
     let hls = urls["paths"]["hls"].as_str().expect("hls path").to_owned();
@@ -199,15 +266,29 @@ async fn every_way_in_needs_the_credentials_and_a_refusal_never_calls() {
     let mjpeg = urls["paths"]["mjpeg"].as_str().expect("mjpeg path");
     assert_eq!(f.get(mjpeg, None).await.status, 200);
     let token = urls["token"].as_str().expect("token");
-    let a = http(f.http, "POST", &format!("/signed/{token}/api/doorbell/unlock"), &[], b"").await;
+    let a = http(
+        f.http,
+        "POST",
+        &format!("/signed/{token}/api/doorbell/unlock"),
+        &[],
+        b"",
+    )
+    .await;
     assert_eq!(a.status, 401, "a signed URL opens no door");
-    assert_eq!(f.get(&format!("/signed/{token}/api/status"), None).await.status, 401);
+    assert_eq!(
+        f.get(&format!("/signed/{token}/api/status"), None)
+            .await
+            .status,
+        401
+    );
     let mut tampered = hls.clone().into_bytes();
     let i = "/signed/1".len();
     tampered[i] = if tampered[i] == b'9' { b'8' } else { b'9' };
     let tampered = String::from_utf8(tampered).expect("utf8");
     assert_eq!(f.get(&tampered, None).await.status, 401, "{tampered}");
-    let a = f.get("/api/doorbell/signed-urls?ttl=1", Some("Bearer tok")).await;
+    let a = f
+        .get("/api/doorbell/signed-urls?ttl=1", Some("Bearer tok"))
+        .await;
     let short: serde_json::Value = serde_json::from_slice(&a.body).expect("json");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let expired = short["paths"]["snapshot"].as_str().expect("path");
@@ -216,15 +297,32 @@ async fn every_way_in_needs_the_credentials_and_a_refusal_never_calls() {
 
     // Ingress (the Supervisor's address with its header) passes and is shown the credentials.
     let app = http::router(f.state.clone());
-    let mut req = axum::http::Request::get("/api/access").body(Body::empty()).expect("req");
-    req.headers_mut().insert("x-ingress-path", "/api/hassio_ingress/x".parse().expect("hv"));
-    req.extensions_mut().insert(ConnectInfo(SocketAddr::from(([172, 30, 32, 2], 40000))));
+    let mut req = axum::http::Request::get("/api/access")
+        .body(Body::empty())
+        .expect("req");
+    req.headers_mut().insert(
+        "x-ingress-path",
+        "/api/hassio_ingress/x".parse().expect("hv"),
+    );
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([172, 30, 32, 2], 40000))));
     let resp = app.oneshot(req).await.expect("infallible");
     assert_eq!(resp.status(), 200);
-    let body = http_body_util::BodyExt::collect(resp.into_body()).await.expect("body").to_bytes();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
     let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
-    assert_eq!((v["user"].as_str(), v["password"].as_str()), (Some("admin"), Some("s3cret")));
-    assert!(v["panels"][0]["rtsp"].as_str().is_some_and(|u| u.starts_with("rtsp://admin:s3cret@")), "{v}");
+    assert_eq!(
+        (v["user"].as_str(), v["password"].as_str()),
+        (Some("admin"), Some("s3cret"))
+    );
+    assert!(
+        v["panels"][0]["rtsp"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("rtsp://admin:s3cret@")),
+        "{v}"
+    );
 }
 
 #[tokio::test]
@@ -233,10 +331,17 @@ async fn the_cached_snapshot_is_public_only_by_option_and_never_live() {
     let a = f.get("/api/doorbell/snapshot.jpg", None).await;
     assert_eq!(a.status, 200);
     assert_eq!(a.header("x-snapshot-source"), Some("placeholder"));
-    for path in ["/api/doorbell/snapshot.jpg?live=1", "/api/doorbell/snapshot.jpg?live", "/api/doorbell/snapshot.jpg?li%76e=1", "/api/doorbell/mjpeg"] {
+    for path in [
+        "/api/doorbell/snapshot.jpg?live=1",
+        "/api/doorbell/snapshot.jpg?live",
+        "/api/doorbell/snapshot.jpg?li%76e=1",
+        "/api/doorbell/mjpeg",
+    ] {
         assert_eq!(f.get(path, None).await.status, 401, "{path}");
     }
-    let a = f.get("/api/doorbell/snapshot.jpg?live=1&live=0", None).await;
+    let a = f
+        .get("/api/doorbell/snapshot.jpg?live=1&live=0", None)
+        .await;
     assert_eq!(a.status, 401, "a repeated `live` is not a way round");
     assert_eq!(f.invites(), 0);
 }
@@ -261,16 +366,29 @@ async fn a_10_gb_body_gets_413_at_once_and_silent_clients_are_closed_after_5_s()
         .await
         .expect("head");
     let chunk = vec![b' '; 70 * 1024];
-    let _ = s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await;
+    let _ = s
+        .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+        .await;
     let _ = s.write_all(&chunk).await;
     let _ = s.write_all(b"\r\n0\r\n\r\n").await;
-    assert_eq!(read_answer(&mut s, Duration::from_secs(5)).await.status, 413);
+    assert_eq!(
+        read_answer(&mut s, Duration::from_secs(5)).await.status,
+        413
+    );
     assert!(f.sim.stats().message_bodies().is_empty());
     let metrics = f.get("/metrics", Some("Bearer tok")).await.text();
-    assert!(metrics.contains("c300x_requests_refused_total{server=\"http\",status=\"413\"} 3"), "{metrics}");
+    assert!(
+        metrics.contains("c300x_requests_refused_total{server=\"http\",status=\"413\"} 3"),
+        "{metrics}"
+    );
 
     // Connections that send nothing, or half a request, are closed by both servers.
-    for (addr, partial) in [(f.http, &b""[..]), (f.http, b"GET / HT"), (f.rtsp, b""), (f.rtsp, b"OPTIONS * RTSP/1.0\r\n")] {
+    for (addr, partial) in [
+        (f.http, &b""[..]),
+        (f.http, b"GET / HT"),
+        (f.rtsp, b""),
+        (f.rtsp, b"OPTIONS * RTSP/1.0\r\n"),
+    ] {
         let mut s = TcpStream::connect(addr).await.expect("connect");
         s.write_all(partial).await.expect("write");
         let mut rest = Vec::new();
@@ -279,7 +397,9 @@ async fn a_10_gb_body_gets_413_at_once_and_silent_clients_are_closed_after_5_s()
     }
     let metrics = f.get("/metrics", Some("Bearer tok")).await.text();
     for server in ["http", "rtsp"] {
-        let line = format!("c300x_connections_closed_total{{server=\"{server}\",reason=\"first_request_timeout\"}} ");
+        let line = format!(
+            "c300x_connections_closed_total{{server=\"{server}\",reason=\"first_request_timeout\"}} "
+        );
         let n: u64 = metrics
             .lines()
             .find_map(|l| l.strip_prefix(&line))

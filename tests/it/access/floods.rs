@@ -97,7 +97,8 @@ impl BridgeProcess {
 
     /// Resident memory in KiB.
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -108,8 +109,8 @@ impl BridgeProcess {
     async fn metric(&self, prefix: &str) -> u64 {
         let text = http(self.http, "GET", "/metrics", &[], b"").await.text();
         text.lines()
-            .filter_map(|l| l.strip_prefix(prefix))
-            .filter_map(|v| v.trim().parse::<f64>().ok())
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64
     }
 }
@@ -125,7 +126,9 @@ impl Reader {
         let s = connect_from(src, addr).await.expect("connect");
         let mut r = Self { s, buf: Vec::new() };
         let url = format!("rtsp://{addr}/doorbell");
-        let d = r.request(&format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n")).await;
+        let d = r
+            .request(&format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"))
+            .await;
         assert!(d.starts_with("RTSP/1.0 200"), "{d}");
         let s = r
             .request(&format!("SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"))
@@ -137,7 +140,11 @@ impl Reader {
             .and_then(|v| v.split(';').next())
             .expect("session")
             .to_owned();
-        let p = r.request(&format!("PLAY {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n")).await;
+        let p = r
+            .request(&format!(
+                "PLAY {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"
+            ))
+            .await;
         assert!(p.starts_with("RTSP/1.0 200"), "{p}");
         r
     }
@@ -205,12 +212,26 @@ async fn hls_fetch(addr: SocketAddr) {
 
 async fn ffprobe_ok(url: &str) {
     let out = tokio::process::Command::new("ffprobe")
-        .args(["-v", "error", "-rtsp_transport", "tcp", "-show_entries", "stream=codec_name", "-of", "compact", url])
+        .args([
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "compact",
+            url,
+        ])
         .output()
         .await
         .expect("ffprobe");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("h264"), "ffprobe: {text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && text.contains("h264"),
+        "ffprobe: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
@@ -253,7 +274,7 @@ async fn idle_floods_lock_nobody_out_and_the_fds_come_back() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let peak_fds = b.fds();
     let mut served = 0;
-    while started.elapsed() < Duration::from_secs(28) {
+    while started.elapsed() < Duration::from_secs(30) {
         ffprobe_ok(&format!("rtsp://{}/doorbell", b.rtsp)).await;
         hls_fetch(b.http).await;
         served += 1;
@@ -264,10 +285,18 @@ async fn idle_floods_lock_nobody_out_and_the_fds_come_back() {
         let _ = h.await;
     }
     let held = started.elapsed();
-    let evicted = b.metric("c300x_connections_closed_total{server=\"rtsp\",reason=\"evicted\"}").await
-        + b.metric("c300x_connections_closed_total{server=\"http\",reason=\"evicted\"}").await;
-    let timed_out = b.metric("c300x_connections_closed_total{server=\"rtsp\",reason=\"first_request_timeout\"}").await
-        + b.metric("c300x_connections_closed_total{server=\"http\",reason=\"first_request_timeout\"}").await;
+    let evicted = b
+        .metric("c300x_connections_closed_total{server=\"rtsp\",reason=\"evicted\"}")
+        .await
+        + b.metric("c300x_connections_closed_total{server=\"http\",reason=\"evicted\"}")
+            .await;
+    let timed_out = b
+        .metric("c300x_connections_closed_total{server=\"rtsp\",reason=\"first_request_timeout\"}")
+        .await
+        + b.metric(
+            "c300x_connections_closed_total{server=\"http\",reason=\"first_request_timeout\"}",
+        )
+        .await;
     let refused = b.metric("c300x_connections_refused_total").await;
     eprintln!(
         "idle flood: 600 connections held {:.0} s, {} re-opened; bridge FDs {baseline} → {peak_fds} at peak; \
@@ -276,9 +305,17 @@ async fn idle_floods_lock_nobody_out_and_the_fds_come_back() {
         reconnects.load(Ordering::Relaxed)
     );
     assert!(served >= 5);
-    assert!(evicted + timed_out > 300, "the idle connections were closed by the bridge");
+    assert!(
+        evicted + timed_out > 300,
+        "the idle connections were closed by the bridge"
+    );
     let fds = || b.fds();
-    eventually("the bridge's FDs back at the baseline", Duration::from_secs(30), || fds() <= baseline).await;
+    eventually(
+        "the bridge's FDs back at the baseline",
+        Duration::from_secs(30),
+        || fds() <= baseline,
+    )
+    .await;
     assert_eq!(stat(&sim, |s| &s.active_calls), 0, "no call left");
 }
 
@@ -296,7 +333,11 @@ async fn a_hundred_and_fifty_rtsp_readers_share_one_call() {
             let mut packets = 0u32;
             let end = tokio::time::Instant::now() + Duration::from_secs(60);
             while packets < 60 && tokio::time::Instant::now() < end {
-                r.read_until(tokio::time::Instant::now() + Duration::from_millis(500), || packets += 1).await;
+                r.read_until(
+                    tokio::time::Instant::now() + Duration::from_millis(500),
+                    || packets += 1,
+                )
+                .await;
             }
             (packets, r)
         }));
@@ -310,8 +351,13 @@ async fn a_hundred_and_fifty_rtsp_readers_share_one_call() {
         }
         held.push(reader);
     }
-    let viewers = b.metric("c300x_viewers{panel=\"doorbell\",output=\"rtsp\"}").await;
-    eprintln!("rtsp: {served} of 150 readers got 60+ video packets; {viewers} RTSP viewers at once; INVITEs {}", stat(&sim, |s| &s.invites_received));
+    let viewers = b
+        .metric("c300x_viewers{panel=\"doorbell\",output=\"rtsp\"}")
+        .await;
+    eprintln!(
+        "rtsp: {served} of 150 readers got 60+ video packets; {viewers} RTSP viewers at once; INVITEs {}",
+        stat(&sim, |s| &s.invites_received)
+    );
     assert_eq!(served, 150);
     assert_eq!(viewers, 150);
     assert_eq!(stat(&sim, |s| &s.invites_received), 1, "one call for all");
@@ -324,7 +370,11 @@ async fn forged_srtp_flood_leaves_the_video_on_and_memory_flat() {
     let mut reader = Reader::play([127, 0, 0, 1], b.rtsp).await;
     // Warm up: the call runs and the reader plays.
     let mut warm = 0;
-    reader.read_until(tokio::time::Instant::now() + Duration::from_secs(3), || warm += 1).await;
+    reader
+        .read_until(tokio::time::Instant::now() + Duration::from_secs(3), || {
+            warm += 1
+        })
+        .await;
     assert!(warm > 30, "video before the flood: {warm}");
     let rss_before = b.rss_kib();
     let failures_before = b.metric("c300x_srtp_auth_failures_total").await;
@@ -345,7 +395,7 @@ async fn forged_srtp_flood_leaves_the_video_on_and_memory_flat() {
                 chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
             }
             let port = ports[(sent % 4) as usize];
-            if port % 2 == 0 {
+            if port.is_multiple_of(2) {
                 pkt[0] = 0x80; // RTP v2
                 pkt[1] = 96;
             } else {
@@ -355,7 +405,7 @@ async fn forged_srtp_flood_leaves_the_video_on_and_memory_flat() {
             }
             let _ = sock.send_to(&pkt, ("127.0.0.1", port));
             sent += 1;
-            if sent % 2000 == 0 {
+            if sent.is_multiple_of(2000) {
                 let due = Duration::from_secs_f64(f64::from(sent) / 40_000.0);
                 if let Some(wait) = due.checked_sub(start.elapsed()) {
                     std::thread::sleep(wait);
@@ -368,12 +418,21 @@ async fn forged_srtp_flood_leaves_the_video_on_and_memory_flat() {
     let mut buckets = Vec::new();
     while !sender.is_finished() {
         let mut n = 0;
-        reader.read_until(tokio::time::Instant::now() + Duration::from_millis(500), || n += 1).await;
+        reader
+            .read_until(
+                tokio::time::Instant::now() + Duration::from_millis(500),
+                || n += 1,
+            )
+            .await;
         buckets.push(n);
     }
     let took = sender.join().expect("sender");
     let mut after = 0;
-    reader.read_until(tokio::time::Instant::now() + Duration::from_secs(1), || after += 1).await;
+    reader
+        .read_until(tokio::time::Instant::now() + Duration::from_secs(1), || {
+            after += 1
+        })
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = b.rss_kib();
     let failures = b.metric("c300x_srtp_auth_failures_total").await - failures_before;
@@ -383,9 +442,19 @@ async fn forged_srtp_flood_leaves_the_video_on_and_memory_flat() {
         took.as_secs_f64(),
         rss_after as i64 - rss_before as i64
     );
-    assert!(buckets.iter().all(|n| *n > 0), "video uninterrupted: {buckets:?}");
+    assert!(
+        buckets.iter().all(|n| *n > 0),
+        "video uninterrupted: {buckets:?}"
+    );
     assert!(after > 0);
     assert_eq!(stat(&sim, |s| &s.invites_received), 1, "no call restart");
-    assert!(failures > 100_000, "the flood reached the bridge: {failures}");
-    assert!(rss_after < rss_before + 2048, "RSS grew {} KiB", rss_after as i64 - rss_before as i64);
+    assert!(
+        failures > 100_000,
+        "the flood reached the bridge: {failures}"
+    );
+    assert!(
+        rss_after < rss_before + 2048,
+        "RSS grew {} KiB",
+        rss_after as i64 - rss_before as i64
+    );
 }

@@ -137,13 +137,19 @@ async fn requests_need_the_token_unless_from_ingress() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(rig.sim.stats().message_bodies().is_empty(), "nothing sent");
     // Reading needs it too; static assets do not.
-    assert_eq!(send(&app, get("/api/status")).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send(&app, get("/api/status")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     let mut status = get("/api/status");
     status
         .headers_mut()
         .insert("authorization", "Bearer s3cret".parse().expect("hv"));
     assert_eq!(send(&app, status).await.status, StatusCode::OK);
-    assert_eq!(send(&app, get("/assets/app.js")).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&app, get("/assets/app.js")).await.status,
+        StatusCode::OK
+    );
 
     let r = send(&app, post("/api/doorbell/unlock", "", Some("s3cret"))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());

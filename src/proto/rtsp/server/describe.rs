@@ -29,11 +29,15 @@ impl StreamDescription {
             pps: &self.pps,
             profile_level_id: self.profile_level_id,
         };
-        let audio = self.audio.as_ref().filter(|_| with_audio).map(|a| sdp::AudioTrack {
-            sample_rate: a.sample_rate,
-            channels: a.channels,
-            config_hex: &a.config_hex,
-        });
+        let audio = self
+            .audio
+            .as_ref()
+            .filter(|_| with_audio)
+            .map(|a| sdp::AudioTrack {
+                sample_rate: a.sample_rate,
+                channels: a.channels,
+                config_hex: &a.config_hex,
+            });
         sdp::describe(session_id, name, &video, audio.as_ref())
     }
 
