@@ -3,6 +3,8 @@
 
 pub mod app;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod intercom;
 pub mod media;
 pub mod mqtt;
