@@ -76,20 +76,29 @@ cat > "$work/data/options.json" <<JSON
 JSON
 container=$(podman run -d --network host -v "$work/data:/data" localhost/c300x-bridge:test)
 
+# No credentials in the options: the add-on generates them into /data (private by default).
 status=""
 for _ in $(seq 1 60); do
-  status=$(curl -fsS "http://127.0.0.1:$http/api/status" 2>/dev/null) && break
+  if [ -f "$work/data/credentials.json" ]; then
+    user=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["user"])' "$work/data/credentials.json")
+    pass=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["password"])' "$work/data/credentials.json")
+    status=$(curl -fsS -u "$user:$pass" "http://127.0.0.1:$http/api/status" 2>/dev/null) && break
+  fi
   sleep 0.5
 done
 if [ -z "$status" ]; then
   echo "test-image: FAIL: /api/status did not answer"; podman logs "$container" | tail -30; exit 1
 fi
 echo "test-image: /api/status answers: $(echo "$status" | head -c 200)"
+anonymous=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$http/api/status")
+if [ "$anonymous" != 401 ]; then
+  echo "test-image: FAIL: /api/status without the generated credentials gave $anonymous, not 401"; exit 1
+fi
 streams=$(timeout 40 ffprobe -v error -rtsp_transport tcp -show_entries stream=codec_name,width,height \
-  -of csv=p=0 "rtsp://127.0.0.1:$rtsp/doorbell" || true)
+  -of csv=p=0 "rtsp://$user:$pass@127.0.0.1:$rtsp/doorbell" || true)
 echo "test-image: ffprobe: $(echo "$streams" | tr '\n' ' ')"
 if echo "$streams" | grep -q '^h264,400,288' && echo "$streams" | grep -q '^aac'; then
-  echo "test-image: 2 passed, 0 failed"
+  echo "test-image: 3 passed, 0 failed"
 else
   echo "test-image: FAIL: expected h264 400x288 and aac"; podman logs "$container" | tail -30; exit 1
 fi
