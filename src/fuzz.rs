@@ -16,8 +16,11 @@ use crate::proto::rtsp::{Inbound, parse_inbound, transport};
 use crate::proto::sdp::{LocalMedia, parse_remote, ring_answer};
 use crate::proto::srtp::{SdesKey, SrtpSession};
 
+/// A target's body.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, as `cargo fuzz run <name>` knows it.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("sdp_answer", sdp_answer),
     ("sip_message", sip_message),
     ("openwebnet", openwebnet),

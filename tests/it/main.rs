@@ -4,6 +4,7 @@ mod access;
 mod addon;
 mod cli;
 mod depacketizer_sim;
+mod fuzz_fallback;
 mod http;
 mod hub;
 mod intercom_calls;
