@@ -25,15 +25,14 @@ impl Rng {
 }
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();
     files.sort();
-    files
-        .iter()
-        .filter_map(|p| std::fs::read(p).ok())
-        .collect()
+    files.iter().filter_map(|p| std::fs::read(p).ok()).collect()
 }
 
 fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
@@ -51,7 +50,17 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
             }
             1 => {
                 let i = rng.below(len + 1);
-                let b = [0u8, 0xff, b'\r', b'\n', b'$', b'%', b'=', b'&', rng.next() as u8][rng.below(9)];
+                let b = [
+                    0u8,
+                    0xff,
+                    b'\r',
+                    b'\n',
+                    b'$',
+                    b'%',
+                    b'=',
+                    b'&',
+                    rng.next() as u8,
+                ][rng.below(9)];
                 m.insert(i, b);
             }
             2 if len > 0 => {
@@ -102,6 +111,9 @@ fn every_fuzz_target_on_its_corpus_and_mutations() {
             }
             execs += 64;
         }
-        eprintln!("fuzz-fallback: {name}: {execs} execs in {secs} s ({} seeds)", seeds.len());
+        eprintln!(
+            "fuzz-fallback: {name}: {execs} execs in {secs} s ({} seeds)",
+            seeds.len()
+        );
     }
 }
