@@ -157,8 +157,7 @@ fn small(value: &Value, lo: i64, hi: i64, what: &str) -> Result<u8, Allowed> {
 }
 
 fn count(value: &Value, lo: i64, hi: i64, what: &str) -> Result<u32, Allowed> {
-    let n = ranged(value, lo, hi, what)?;
-    u32::try_from(n).map_err(|e| e.to_string())
+    u32::try_from(ranged(value, lo, hi, what)?).map_err(|e| e.to_string())
 }
 
 fn boolean(value: &Value) -> Result<bool, Allowed> {
@@ -255,13 +254,7 @@ fn ip(value: &Value) -> Result<Option<IpAddr>, Allowed> {
 }
 
 fn bind_ip(value: &Value) -> Result<Option<IpAddr>, Allowed> {
-    let Some(s) = opt_text(value)? else {
-        return Ok(None);
-    };
-    s.trim().parse().map(Some).map_err(|_| {
-        "must be an IP address of this host (0.0.0.0 = every interface, 127.0.0.1 behind a proxy), or empty"
-            .to_owned()
-    })
+    ip(value).map_err(|_| "must be an IP address of this host, or empty for every interface".into())
 }
 
 fn sip_user(value: &Value) -> Result<String, Allowed> {
