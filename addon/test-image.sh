@@ -8,7 +8,8 @@
 #  3. The add-on runs twice, host network and /data/options.json as the Supervisor writes it, with
 #     http_port and rtsp_port changed between the runs (neither is the default). Each time: the
 #     watchdog's check (a TCP connect to the fixed ingress port), an ingress request (X-Ingress-Path
-#     on the ingress port: the page links under the ingress path), /api/status on http_port, and
+#     on the ingress port: the page links under the ingress path), /api/status on http_port with the
+#     credentials the add-on generated into /data (401 without them), and
 #     ffprobe on rtsp_port: H.264 400x288 + AAC.
 # Usage: addon/test-image.sh   (root; installs podman, runc and the build tools when missing)
 set -euo pipefail
@@ -101,25 +102,34 @@ JSON
   c=$(podman run -d --network host --name "c300x-test-$name-$$" "${ingress_env[@]}" \
     -v "$work/data-$name:/data" "$image")
   containers+=("$c")
-  local status=""
+  # No credentials in the options: the add-on generates them into /data (private by default).
+  local status="" user="" pass="" creds="$work/data-$name/credentials.json"
   for _ in $(seq 1 60); do
-    status=$(curl -fsS "http://127.0.0.1:$http/api/status" 2>/dev/null) && break
+    if [ -f "$creds" ]; then
+      user=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["user"])' "$creds")
+      pass=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["password"])' "$creds")
+      status=$(curl -fsS -u "$user:$pass" "http://127.0.0.1:$http/api/status" 2>/dev/null) && break
+    fi
     sleep 0.5
   done
-  [ -n "$status" ] || fail "[$name] /api/status on http_port $http did not answer"
+  [ -n "$status" ] || fail "[$name] /api/status on http_port $http did not answer with the generated credentials"
   echo "test-image: [$name] /api/status: $(echo "$status" | head -c 160)"
+  local anonymous
+  anonymous=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$http/api/status")
+  [ "$anonymous" = 401 ] || fail "[$name] /api/status without the generated credentials gave $anonymous, not 401"
+  pass "[$name] credentials generated in /data; anonymous requests get 401"
   # The Supervisor's watchdog for `tcp://[HOST]:[PORT:8099]`: a TCP connect.
   /usr/bin/python3 -c "import socket; socket.create_connection(('127.0.0.1', $ingress), 3).close()" \
     || fail "[$name] watchdog: nothing listens on the ingress port $ingress"
   local page
-  page=$(curl -fsS -H 'X-Ingress-Path: /api/hassio_ingress/t0ken' "http://127.0.0.1:$ingress/") \
+  page=$(curl -fsS -u "$user:$pass" -H 'X-Ingress-Path: /api/hassio_ingress/t0ken' "http://127.0.0.1:$ingress/") \
     || fail "[$name] ingress: GET / on port $ingress failed"
   echo "$page" | grep -q '/api/hassio_ingress/t0ken/' \
     || fail "[$name] ingress: the page does not link under X-Ingress-Path"
   pass "[$name] http_port $http answers; watchdog and ingress on port $ingress"
   local streams
   streams=$(timeout 40 ffprobe -v error -rtsp_transport tcp -show_entries stream=codec_name,width,height \
-    -of csv=p=0 "rtsp://127.0.0.1:$rtsp/doorbell" || true)
+    -of csv=p=0 "rtsp://$user:$pass@127.0.0.1:$rtsp/doorbell" || true)
   echo "test-image: [$name] ffprobe rtsp_port $rtsp: $(echo "$streams" | tr '\n' ' ')"
   echo "$streams" | grep -q '^h264,400,288' && echo "$streams" | grep -q '^aac' \
     || fail "[$name] expected H.264 400x288 and AAC on rtsp_port $rtsp"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): set up, check formatting and lints, run every test —
-# the cargo tests, the real Home Assistant check (tests/ha/run.sh), the add-on image check
+# the cargo tests, the supply-chain check (scripts/deny.sh), every fuzz target for 30 s
+# (scripts/fuzz.sh), the real Home Assistant check (tests/ha/run.sh), the add-on image check
 # (addon/test-image.sh) and the aarch64 check (addon/test-arm64.sh) — then print one closing line
-# with the totals. C300X_SKIP_HA=1 / C300X_SKIP_IMAGE=1 / C300X_SKIP_ARM64=1 skip the slow checks
-# (counted as skipped).
+# with the totals. C300X_SKIP_HA=1 / C300X_SKIP_IMAGE=1 / C300X_SKIP_ARM64=1 / C300X_SKIP_FUZZ=1
+# skip those checks (counted as skipped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-debian.sh
@@ -13,6 +14,12 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --locked --all-targets 2>&1 | tee -a "$log" || status=$?
+scripts/deny.sh 2>&1 | tee -a "$log" || status=1
+if [ "${C300X_SKIP_FUZZ:-0}" = 1 ]; then
+  echo "fuzz: 0 passed, 0 failed, 1 skipped" | tee -a "$log"
+else
+  FUZZ_SECONDS="${FUZZ_SECONDS:-30}" scripts/fuzz.sh 2>&1 | tee -a "$log" || status=1
+fi
 if [ "${C300X_SKIP_HA:-0}" = 1 ]; then
   echo "ha: 0 passed, 0 failed, 1 skipped" | tee -a "$log"
 else

@@ -21,7 +21,9 @@ use crate::intercom::media::PortPool;
 use crate::intercom::sip::RegistrationState;
 use crate::media::hub::{HubSettings, StreamHub};
 use crate::mqtt::{self, MqttSettings};
+use crate::servers::access;
 use crate::servers::http::{self, DemoHooks, HttpState};
+use crate::servers::limits::{Caps, ServerStats};
 use crate::servers::rtsp::{self, RtspSettings};
 
 pub use supervisor::{Components, Exit, test_panic};
@@ -50,11 +52,12 @@ pub enum AppError {
     ComponentDied { component: String, exit: Exit },
 }
 
-/// Where the servers listen: every interface (the add-on runs with host networking).
+/// Where the servers listen without `bind_address`: every interface (the add-on runs with host
+/// networking).
 const LISTEN_IP: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
-async fn listen(key: &'static str, port: u16) -> Result<TcpListener, AppError> {
-    let addr = SocketAddr::new(LISTEN_IP, port);
+async fn listen(key: &'static str, ip: Option<IpAddr>, port: u16) -> Result<TcpListener, AppError> {
+    let addr = SocketAddr::new(ip.unwrap_or(LISTEN_IP), port);
     TcpListener::bind(addr)
         .await
         .map_err(|source| AppError::Bind { key, addr, source })
@@ -73,11 +76,24 @@ pub async fn run_with(
 ) -> Result<(), AppError> {
     cfg.require_intercom()?;
     // Bind first: a port in use is a clear start-up error, before anything talks to the intercom.
-    let rtsp_listener = listen("rtsp_port", cfg.rtsp_port).await?;
-    let mut http_listeners = vec![listen("http_port", cfg.http_port).await?];
+    let rtsp_listener = listen("rtsp_port", cfg.bind_address, cfg.rtsp_port).await?;
+    let mut http_listeners = vec![listen("http_port", cfg.bind_address, cfg.http_port).await?];
     if let Some(port) = cfg.ingress_port {
-        http_listeners.push(listen("ingress_port", port).await?);
+        // The Supervisor's ingress proxy connects from its own network: this listener is on every
+        // interface whatever `bind_address` says (the same router and access rules apply).
+        http_listeners.push(listen("ingress_port", None, port).await?);
     }
+    let secrets = access::secrets(&cfg);
+    if !secrets.required() {
+        tracing::warn!(
+            "no credentials configured (rtsp_user/rtsp_password, api_token): the camera, snapshots and the door are open to anyone who can reach the RTSP and HTTP ports"
+        );
+    }
+    let caps = Caps {
+        total: cfg.max_connections as usize,
+        per_ip: cfg.max_connections_per_ip as usize,
+    };
+    let stats = Arc::new(ServerStats::default());
 
     let sip_stop = CancellationToken::new();
     let hub_stop = CancellationToken::new();
@@ -111,12 +127,10 @@ pub async fn run_with(
     let (camera_tx, camera) = homeassistant::CameraWatch::channel(&cfg, &camera_host);
 
     let rtsp_settings = RtspSettings {
-        user: cfg.rtsp_user.clone(),
-        password: cfg.rtsp_password.as_ref().map(|p| p.expose().to_owned()),
-        max_connections: 64,
-        mtu: 1200,
-        session_timeout: Duration::from_secs(60),
-        udp_ports: PortPool::new(cfg.rtp_port_min, cfg.rtp_port_max),
+        secrets,
+        caps,
+        stats: stats.clone(),
+        ..RtspSettings::new(PortPool::new(cfg.rtp_port_min, cfg.rtp_port_max))
     };
     let rtsp = rtsp::run(
         rtsp_listener,
@@ -134,8 +148,9 @@ pub async fn run_with(
         config: Arc::new(cfg.clone()),
         demo,
         camera: camera.clone(),
+        stats,
     };
-    let web = http::run_all(http_listeners, state, server_stop.clone());
+    let web = http::run_all(http_listeners, state, caps, server_stop.clone());
     parts.spawn("http", async move {
         web.await;
         Ok(())

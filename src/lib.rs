@@ -4,6 +4,8 @@
 pub mod app;
 pub mod config;
 pub mod doorbell;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod homeassistant;
 pub mod intercom;
 pub mod media;

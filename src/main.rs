@@ -132,7 +132,7 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return config_error(&e),
     };
-    let cfg = match config::load(&sources) {
+    let mut cfg = match config::load(&sources) {
         Ok(c) => c,
         Err(e) => return config_error(&e),
     };
@@ -146,6 +146,21 @@ fn main() -> ExitCode {
         return config_error(&e);
     }
     init_tracing(&cfg, matches!(cli.command, Command::Check(_)));
+    // The add-on (options from the Supervisor) is private by default: see config::generated.
+    if matches!(cli.command, Command::Run)
+        && let Some(dir) = sources.options_json.as_ref().and_then(|p| p.parent())
+    {
+        match config::generated::apply(&mut cfg, dir) {
+            Ok(config::generated::Outcome::Created(path)) => {
+                tracing::info!(file = %path.display(), "no credentials configured: generated a password and an API token (shown on the add-on's page)")
+            }
+            Ok(config::generated::Outcome::Loaded(path)) => {
+                tracing::info!(file = %path.display(), "using the generated credentials")
+            }
+            Ok(config::generated::Outcome::Configured) => {}
+            Err(e) => return config_error(&e),
+        }
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

@@ -1,11 +1,5 @@
-//! Fuzzes what the bridge does with SIP bytes from the intercom (rsipstack's TCP framer and
-//! parser via `intercom::sip::decode_stream`, and the UDP datagram parser): never a panic.
+//! cargo-fuzz target `bridge_sip`: the body is `c300x_bridge::fuzz::bridge_sip` (shared with the stable
+//! fallback in tests/it/fuzz_fallback.rs).
 #![no_main]
 
-use c300x_bridge::intercom::sip::{decode_stream, parse_datagram};
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let _ = parse_datagram(data);
-    let _ = decode_stream(data);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| c300x_bridge::fuzz::bridge_sip(data));

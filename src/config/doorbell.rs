@@ -3,12 +3,7 @@
 
 use serde_json::Value;
 
-use super::validate::{Allowed, ranged, text, whole};
-
-pub(super) fn count(value: &Value, lo: i64, hi: i64, what: &str) -> Result<u32, Allowed> {
-    let n = ranged(value, lo, hi, what)?;
-    u32::try_from(n).map_err(|e| e.to_string())
-}
+use super::validate::{Allowed, text, whole};
 
 pub(super) fn reject_code(value: &Value) -> Result<u16, Allowed> {
     let allowed = || {

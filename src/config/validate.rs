@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::doorbell::{count, directory, reject_code};
+use super::doorbell::{directory, reject_code};
 use super::homeassistant;
 use super::raw::{self, Kind, Merged};
 use super::{
@@ -66,6 +66,17 @@ pub(super) fn build(m: &Merged) -> Result<Config, ConfigError> {
         http_port,
         ingress_port: field(m, "ingress_port", None, |v| port(v).map(Some))?,
         api_token: field(m, "api_token", None, secret)?,
+        public_snapshot: field(m, "public_snapshot", d.public_snapshot, boolean)?,
+        bind_address: field(m, "bind_address", None, bind_ip)?,
+        max_connections: field(m, "max_connections", d.max_connections, |v| {
+            count(v, 1, 10_000, "a number of connections")
+        })?,
+        max_connections_per_ip: field(
+            m,
+            "max_connections_per_ip",
+            d.max_connections_per_ip,
+            |v| count(v, 0, 10_000, "a number of connections (0 = no cap)"),
+        )?,
         mqtt_url: field(m, "mqtt_url", None, mqtt_url)?,
         mqtt_user: field(m, "mqtt_user", None, opt_text)?,
         mqtt_password: field(m, "mqtt_password", None, secret)?,
@@ -76,6 +87,7 @@ pub(super) fn build(m: &Merged) -> Result<Config, ConfigError> {
         homeassistant_token: field(m, "homeassistant_token", None, secret)?,
         data_dir: field(m, "data_dir", None, homeassistant::dir)?,
         log_level: field(m, "log_level", d.log_level, log_level)?,
+        credentials_generated: false,
     };
     across_keys(m, &config)?;
     Ok(config)
@@ -161,6 +173,10 @@ pub(super) fn ranged(value: &Value, lo: i64, hi: i64, what: &str) -> Result<i64,
 fn small(value: &Value, lo: i64, hi: i64, what: &str) -> Result<u8, Allowed> {
     let n = ranged(value, lo, hi, what)?;
     u8::try_from(n).map_err(|e| e.to_string())
+}
+
+fn count(value: &Value, lo: i64, hi: i64, what: &str) -> Result<u32, Allowed> {
+    u32::try_from(ranged(value, lo, hi, what)?).map_err(|e| e.to_string())
 }
 
 fn boolean(value: &Value) -> Result<bool, Allowed> {
@@ -254,6 +270,10 @@ fn ip(value: &Value) -> Result<Option<IpAddr>, Allowed> {
     s.trim().parse().map(Some).map_err(|_| {
         "must be an IP address of this host such as 192.168.1.10, or empty to detect it".to_owned()
     })
+}
+
+fn bind_ip(value: &Value) -> Result<Option<IpAddr>, Allowed> {
+    ip(value).map_err(|_| "must be an IP address of this host, or empty for every interface".into())
 }
 
 fn sip_user(value: &Value) -> Result<String, Allowed> {

@@ -4,7 +4,7 @@
 //! my.home-assistant.io link that opens the Generic Camera dialog for the manual fallback.
 
 use crate::config::{Config, Panel};
-use crate::mqtt::discovery::{self, Site};
+use crate::servers::access::{published_urls, url_credentials};
 
 /// Opens "Add integration → Generic Camera" in the user's own Home Assistant.
 pub const SETUP_LINK: &str =
@@ -54,19 +54,25 @@ impl std::fmt::Debug for CameraSource {
 }
 
 /// THE function that says how Home Assistant reaches a panel's camera. `host` is the address HA
-/// uses for the bridge (the advertised address, as in the MQTT URL sensors). Credentials are the
-/// RTSP ones (`rtsp_user` / `rtsp_password`); the access model (issue 12) replaces this body with
-/// its URL builder (same user/password for RTSP and HTTP, or signed URLs).
+/// uses for the bridge (the advertised address, as in the MQTT URL sensors). The URLs come from
+/// the access model's builder (`servers::access::published_urls`) without credentials inside:
+/// the Generic Camera keeps the username and password apart and uses them for both the stream and
+/// the still (Basic), which the access model accepts on RTSP and HTTP alike — the configured
+/// pair, or the API token as the password of the user `token` (`url_credentials`).
 pub fn camera_source(cfg: &Config, host: &str, panel: &Panel) -> CameraSource {
-    let site = Site {
-        host: host.to_owned(),
-        sw_version: String::new(),
+    let bare = Config {
+        rtsp_user: None,
+        rtsp_password: None,
+        api_token: None,
+        ..cfg.clone()
     };
+    let urls = published_urls(&bare, host, panel);
+    let (username, password) = url_credentials(cfg).unzip();
     CameraSource {
-        stream_source: discovery::rtsp_url(cfg, &site, panel),
-        still_image_url: discovery::snapshot_url(cfg, &site, panel),
-        username: cfg.rtsp_user.clone(),
-        password: cfg.rtsp_password.as_ref().map(|p| p.expose().to_owned()),
+        stream_source: urls.rtsp,
+        still_image_url: urls.snapshot,
+        username,
+        password,
         authentication: Authentication::Basic,
     }
 }
@@ -110,5 +116,16 @@ mod tests {
         let v6 = camera_source(&Config::default(), "fd00::5", &panel);
         assert_eq!(v6.stream_source, "rtsp://[fd00::5]:8554/front-gate");
         assert_eq!(v6.username, None);
+        // Only an API token: the user `token` with the token as password, never in the URLs.
+        let token = Config {
+            api_token: Some(Secret::new("t0k")),
+            ..Config::default()
+        };
+        let t = camera_source(&token, "192.168.1.10", &panel);
+        assert_eq!(t.stream_source, "rtsp://192.168.1.10:8554/front-gate");
+        assert_eq!(
+            (t.username.as_deref(), t.password.as_deref()),
+            (Some("token"), Some("t0k"))
+        );
     }
 }

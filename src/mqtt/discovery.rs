@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::topics::{Button, Topics};
 use crate::config::{Config, Lock, Panel};
 use crate::homeassistant::{PanelCamera, SetupState};
+use crate::servers::access::published_urls;
 
 /// The device's name in HA; entity ids derive from it (`event.bticino_c300x_doorbell`).
 pub const DEVICE_NAME: &str = "BTicino C300X";
@@ -48,24 +49,15 @@ pub fn display(name: &str) -> String {
     }
 }
 
-/// `rtsp://<host>:<rtsp_port>/<panel>` (the RTSP server's path per panel).
+/// `rtsp://[user:password@]<host>:<rtsp_port>/<panel>` (the RTSP server's path per panel, with
+/// the credentials so it can be pasted; `servers::access::published_urls`).
 pub fn rtsp_url(cfg: &Config, site: &Site, panel: &Panel) -> String {
-    format!(
-        "rtsp://{}:{}/{}",
-        url_host(&site.host),
-        cfg.rtsp_port,
-        panel.name
-    )
+    published_urls(cfg, &site.host, panel).rtsp
 }
 
-/// `http://<host>:<http_port>/api/<panel>/snapshot.jpg` (never starts a call).
+/// `http://[user:password@]<host>:<http_port>/api/<panel>/snapshot.jpg` (never starts a call).
 pub fn snapshot_url(cfg: &Config, site: &Site, panel: &Panel) -> String {
-    format!(
-        "http://{}:{}/api/{}/snapshot.jpg",
-        url_host(&site.host),
-        cfg.http_port,
-        panel.name
-    )
+    published_urls(cfg, &site.host, panel).snapshot
 }
 
 fn url_host(host: &str) -> String {

@@ -2,6 +2,7 @@
 //! No tokio, no sockets. Shared by the bridge and the simulator.
 
 pub mod aac;
+pub mod auth;
 pub mod fmp4;
 pub mod h264;
 pub mod hls;

@@ -1,6 +1,9 @@
 //! SDES keys (RFC 4568 `a=crypto`) and a thin SRTP/SRTCP wrapper over webrtc-srtp contexts.
 //! Only AES_CM_128_HMAC_SHA1_80 is used by the C300X (c300x-protocol.md §4.1, §4.3); one
 //! `SrtpSession` per direction per medium. Parsing is tolerant: lifetime/MKI suffixes are ignored.
+//! Inbound, a state gate: webrtc-srtp creates per-SSRC state before it authenticates, so packets
+//! of an SSRC not yet seen are checked on a throw-away probe context first; only SSRCs that
+//! authenticate (at most [`MAX_SSRCS`]) get state, and a forged flood leaves memory flat.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -21,6 +24,12 @@ const RTCP_HEADER: usize = 8;
 const SRTCP_INDEX: usize = 4;
 /// Replay window, as the libsrtp 1.x policy the intercom uses (c300x-protocol.md §4.3).
 const REPLAY_WINDOW: usize = 128;
+/// SSRCs one inbound session keeps state for, per RTP and RTCP (a call has one per medium; a
+/// re-INVITE may bring another).
+pub const MAX_SSRCS: usize = 8;
+/// Failed probes after which the probe context, which keeps state for every SSRC it saw, is
+/// dropped and rebuilt: this bounds it to that many entries.
+const PROBE_RESET: u32 = 64;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SrtpError {
@@ -34,6 +43,8 @@ pub enum SrtpError {
     KeyLength(usize),
     #[error("SRTP: {0}")]
     Crypto(String),
+    #[error("{kind} from a new SSRC {ssrc:08X} while {MAX_SSRCS} are known: refused")]
+    TooManySsrcs { kind: &'static str, ssrc: u32 },
     #[error("{kind} datagram of {len} bytes is malformed: {why}")]
     Malformed {
         kind: &'static str,
@@ -139,19 +150,54 @@ impl CryptoAttribute {
 /// SRTP + SRTCP context for one direction of one medium.
 pub struct SrtpSession {
     ctx: Context,
+    key: SdesKey,
+    /// SSRCs whose packets authenticated (and so have state in `ctx`).
+    rtp_ssrcs: Vec<u32>,
+    rtcp_ssrcs: Vec<u32>,
+    /// Checks packets of unknown SSRCs without touching `ctx`.
+    probe: Option<Context>,
+    probe_failures: u32,
+    probes_rebuilt: u64,
+}
+
+fn context(key: &SdesKey) -> Result<Context, SrtpError> {
+    Context::new(
+        key.master_key(),
+        key.master_salt(),
+        ProtectionProfile::Aes128CmHmacSha1_80,
+        Some(srtp_replay_protection(REPLAY_WINDOW)),
+        Some(srtcp_replay_protection(REPLAY_WINDOW)),
+    )
+    .map_err(|e| SrtpError::Crypto(e.to_string()))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Rtp,
+    Rtcp,
 }
 
 impl SrtpSession {
     pub fn new(key: &SdesKey) -> Result<Self, SrtpError> {
-        let ctx = Context::new(
-            key.master_key(),
-            key.master_salt(),
-            ProtectionProfile::Aes128CmHmacSha1_80,
-            Some(srtp_replay_protection(REPLAY_WINDOW)),
-            Some(srtcp_replay_protection(REPLAY_WINDOW)),
-        )
-        .map_err(|e| SrtpError::Crypto(e.to_string()))?;
-        Ok(Self { ctx })
+        Ok(Self {
+            ctx: context(key)?,
+            key: key.clone(),
+            rtp_ssrcs: Vec::new(),
+            rtcp_ssrcs: Vec::new(),
+            probe: None,
+            probe_failures: 0,
+            probes_rebuilt: 0,
+        })
+    }
+
+    /// The SSRCs with inbound state (RTP, RTCP); for tests and diagnostics.
+    pub fn known_ssrcs(&self) -> (usize, usize) {
+        (self.rtp_ssrcs.len(), self.rtcp_ssrcs.len())
+    }
+
+    /// How often the probe context was dropped after failed probes.
+    pub fn probes_rebuilt(&self) -> u64 {
+        self.probes_rebuilt
     }
 
     pub fn protect_rtp(&mut self, packet: &[u8]) -> Result<Bytes, SrtpError> {
@@ -168,6 +214,8 @@ impl SrtpSession {
                 why: "shorter than an RTP header plus the 10-byte tag",
             });
         }
+        let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+        self.gate(Kind::Rtp, ssrc, packet)?;
         self.ctx
             .decrypt_rtp(packet)
             .map_err(|e| SrtpError::Crypto(e.to_string()))
@@ -200,9 +248,55 @@ impl SrtpSession {
                 why: "E flag clear (unencrypted SRTCP is refused)",
             });
         }
+        let ssrc = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+        self.gate(Kind::Rtcp, ssrc, packet)?;
         self.ctx
             .decrypt_rtcp(packet)
             .map_err(|e| SrtpError::Crypto(e.to_string()))
+    }
+
+    /// Lets a packet reach `ctx` only if its SSRC is known or the packet authenticates on the
+    /// probe context; only then is the SSRC remembered.
+    fn gate(&mut self, kind: Kind, ssrc: u32, packet: &[u8]) -> Result<(), SrtpError> {
+        let (known, name) = match kind {
+            Kind::Rtp => (&self.rtp_ssrcs, "SRTP"),
+            Kind::Rtcp => (&self.rtcp_ssrcs, "SRTCP"),
+        };
+        if known.contains(&ssrc) {
+            return Ok(());
+        }
+        if known.len() >= MAX_SSRCS {
+            return Err(SrtpError::TooManySsrcs { kind: name, ssrc });
+        }
+        let probe = match self.probe.as_mut() {
+            Some(p) => p,
+            None => self.probe.insert(context(&self.key)?),
+        };
+        let checked = match kind {
+            Kind::Rtp => probe.decrypt_rtp(packet),
+            Kind::Rtcp => probe.decrypt_rtcp(packet),
+        };
+        match checked {
+            Ok(_) => {
+                // The probe holds state for this SSRC now; a fresh one is built when needed.
+                self.probe = None;
+                self.probe_failures = 0;
+                match kind {
+                    Kind::Rtp => self.rtp_ssrcs.push(ssrc),
+                    Kind::Rtcp => self.rtcp_ssrcs.push(ssrc),
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.probe_failures += 1;
+                if self.probe_failures >= PROBE_RESET {
+                    self.probe = None;
+                    self.probe_failures = 0;
+                    self.probes_rebuilt += 1;
+                }
+                Err(SrtpError::Crypto(e.to_string()))
+            }
+        }
     }
 }
 
@@ -261,6 +355,51 @@ mod tests {
         assert_eq!(&rx.unprotect_rtp(&enc).expect("unprotect")[..], &pkt[..]);
         let mut wrong = SrtpSession::new(&SdesKey::random()).expect("ctx");
         assert!(wrong.unprotect_rtp(&enc).is_err());
+    }
+
+    fn rtp(ssrc: u32, seq: u16) -> Vec<u8> {
+        let mut p = vec![0x80, 96];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 0]);
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(b"payload bytes");
+        p
+    }
+
+    #[test]
+    fn forged_ssrcs_get_no_state_and_the_real_stream_is_unharmed() {
+        let key = SdesKey::random();
+        let mut tx = SrtpSession::new(&key).expect("ctx");
+        let mut rx = SrtpSession::new(&key).expect("ctx");
+        let mut forger = SrtpSession::new(&SdesKey::random()).expect("ctx");
+        let mut seq = 0u16;
+        for i in 0..20_000u32 {
+            if i % 100 == 0 {
+                seq += 1;
+                let real = tx.protect_rtp(&rtp(0xC300, seq)).expect("protect");
+                assert!(rx.unprotect_rtp(&real).is_ok(), "real packet {seq}");
+            }
+            // Random SSRCs with a wrong key, and garbage tags.
+            let ssrc = i.wrapping_mul(2_654_435_761);
+            let forged = forger.protect_rtp(&rtp(ssrc, i as u16)).expect("protect");
+            assert!(rx.unprotect_rtp(&forged).is_err());
+            let mut garbage = rtp(ssrc ^ 1, 7);
+            garbage.extend_from_slice(&[0; 10]);
+            assert!(rx.unprotect_rtp(&garbage).is_err());
+        }
+        assert_eq!(rx.known_ssrcs(), (1, 0), "state for the real SSRC only");
+        assert!(rx.probes_rebuilt() >= 40_000 / 64 - 1);
+        // Replays of the real stream are still refused by the real context.
+        let real = tx.protect_rtp(&rtp(0xC300, seq + 1)).expect("protect");
+        assert!(rx.unprotect_rtp(&real).is_ok());
+        assert!(rx.unprotect_rtp(&real).is_err(), "replay");
+        // At most MAX_SSRCS authenticated SSRCs get state.
+        for n in 0..(MAX_SSRCS as u32 + 2) {
+            let p = tx.protect_rtp(&rtp(0x1000 + n, 1)).expect("protect");
+            let r = rx.unprotect_rtp(&p);
+            assert_eq!(r.is_ok(), (n as usize) < MAX_SSRCS - 1, "ssrc {n}: {r:?}");
+        }
+        assert_eq!(rx.known_ssrcs().0, MAX_SSRCS);
     }
 
     #[test]

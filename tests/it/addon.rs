@@ -227,6 +227,7 @@ async fn ingress_listener_serves_the_same_router() {
     let server = tokio::spawn(c300x_bridge::servers::http::run_all(
         vec![http, ingress],
         rig.state.clone(),
+        Default::default(),
         stop.clone(),
     ));
     for addr in [http_addr, ingress_addr] {

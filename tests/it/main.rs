@@ -1,10 +1,12 @@
 //! Integration tests (one binary): real sockets on 127.0.0.1, real peers.
 
+mod access;
 mod addon;
 mod blueprints;
 mod cli;
 mod depacketizer_sim;
 mod doorbell;
+mod fuzz_fallback;
 mod http;
 mod hub;
 mod intercom_calls;

@@ -1,6 +1,7 @@
 //! The RTSP server against the simulator with real clients (retina, ffprobe, ffmpeg, GStreamer)
 //! and a raw client for the error paths: 401/404/454/461/405/501, keep-alives, the malformed
-//! corpus (400 and close, a live session unharmed), oversized heads, the connection limit, and
+//! corpus (400 and close, a live session unharmed), oversized heads, the connection limit (idle
+//! connections evicted, 503 when all are busy), and
 //! 20 mixed TCP/UDP readers on one call with the BYE after the linger.
 
 use std::net::SocketAddr;
@@ -16,6 +17,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::rig::{Rig, eventually, ports};
+
+mod raw;
+
+use raw::Raw;
 
 const T: Duration = Duration::from_secs(15);
 
@@ -66,157 +71,6 @@ async fn start(udp_ports: u16, tweak: impl FnOnce(&mut RtspSettings)) -> Fixture
         addr,
         stop: rig.stop.clone(),
         sim: rig,
-    }
-}
-
-/// A minimal RTSP client that speaks bytes, for the error paths.
-struct Raw {
-    s: TcpStream,
-    buf: Vec<u8>,
-    cseq: u32,
-}
-
-struct Reply {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.split("\r\n").find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
-        })
-    }
-    fn headers(&self, name: &str) -> Vec<&str> {
-        self.head
-            .split("\r\n")
-            .filter_map(|l| {
-                let (n, v) = l.split_once(':')?;
-                n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
-            })
-            .collect()
-    }
-}
-
-impl Raw {
-    async fn connect(addr: SocketAddr) -> Self {
-        Self {
-            s: TcpStream::connect(addr).await.expect("connect"),
-            buf: Vec::new(),
-            cseq: 0,
-        }
-    }
-
-    async fn request(&mut self, method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
-        self.cseq += 1;
-        let mut req = format!("{method} {url} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
-        for (n, v) in headers {
-            req.push_str(&format!("{n}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        self.s.write_all(req.as_bytes()).await.expect("write");
-        let r = self.reply().await.expect("a reply");
-        assert_eq!(r.header("CSeq"), Some(self.cseq.to_string().as_str()));
-        r
-    }
-
-    /// The next response, skipping interleaved frames; `None` at EOF.
-    async fn reply(&mut self) -> Option<Reply> {
-        loop {
-            if self.buf.first() == Some(&b'$') && self.buf.len() >= 4 {
-                let len = usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
-                if self.buf.len() >= 4 + len {
-                    self.buf.drain(..4 + len);
-                    continue;
-                }
-            } else if let Some(p) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&self.buf[..p]).into_owned();
-                let len: usize = head
-                    .split("\r\n")
-                    .find_map(|l| l.strip_prefix("Content-Length: "))
-                    .map_or(0, |v| v.parse().expect("length"));
-                if self.buf.len() >= p + 4 + len {
-                    let body = String::from_utf8_lossy(&self.buf[p + 4..p + 4 + len]).into_owned();
-                    self.buf.drain(..p + 4 + len);
-                    let status = head[9..12].parse().expect("status");
-                    return Some(Reply { status, head, body });
-                }
-            }
-            let mut chunk = vec![0u8; 65536];
-            let n = tokio::time::timeout(T, self.s.read(&mut chunk))
-                .await
-                .expect("reply in time")
-                .expect("read");
-            if n == 0 {
-                return None;
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    /// Counts interleaved frames per channel for `d` (the session is playing).
-    async fn count_frames(&mut self, d: Duration) -> [usize; 4] {
-        let mut counts = [0usize; 4];
-        let end = Instant::now() + d;
-        loop {
-            while self.buf.first() == Some(&b'$') && self.buf.len() >= 4 {
-                let len = usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
-                if self.buf.len() < 4 + len {
-                    break;
-                }
-                let ch = usize::from(self.buf[1]);
-                if ch < 4 {
-                    counts[ch] += 1;
-                }
-                self.buf.drain(..4 + len);
-            }
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return counts;
-            }
-            let mut chunk = vec![0u8; 65536];
-            match tokio::time::timeout(left, self.s.read(&mut chunk)).await {
-                Ok(Ok(n)) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
-                Ok(_) => return counts,
-                Err(_) => return counts,
-            }
-        }
-    }
-
-    /// DESCRIBE, SETUP video (+ audio) interleaved, PLAY; returns the session id.
-    async fn play_tcp(&mut self, url: &str) -> String {
-        let d = self.request("DESCRIBE", url, &[]).await;
-        assert_eq!(d.status, 200, "{}", d.head);
-        let s = self
-            .request(
-                "SETUP",
-                &format!("{url}/trackID=0"),
-                &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
-            )
-            .await;
-        assert_eq!(s.status, 200, "{}", s.head);
-        let session = s
-            .header("Session")
-            .and_then(|v| v.split(';').next())
-            .expect("session")
-            .to_owned();
-        let a = self
-            .request(
-                "SETUP",
-                &format!("{url}/trackID=1"),
-                &[
-                    ("Transport", "RTP/AVP/TCP;unicast;interleaved=2-3"),
-                    ("Session", &session),
-                ],
-            )
-            .await;
-        assert_eq!(a.status, 200, "{}", a.head);
-        let p = self.request("PLAY", url, &[("Session", &session)]).await;
-        assert_eq!(p.status, 200, "{}", p.head);
-        assert!(p.header("RTP-Info").is_some_and(|v| v.contains("seq=")));
-        session
     }
 }
 
@@ -474,8 +328,7 @@ async fn twenty_readers_share_one_call_and_bye_follows_the_linger() {
 #[tokio::test]
 async fn basic_and_digest_auth() {
     let f = start(40, |s| {
-        s.user = Some("admin".into());
-        s.password = Some("s3cret".into());
+        s.secrets.user = Some(("admin".into(), "s3cret".into()));
     })
     .await;
     let mut raw = Raw::connect(f.addr).await;
@@ -643,23 +496,23 @@ async fn malformed_requests_get_400_and_close_while_a_live_session_plays() {
 }
 
 #[tokio::test]
-async fn connection_limit_answers_503() {
-    let f = start(20, |s| s.max_connections = 2).await;
+async fn connection_limit_evicts_idle_connections_and_answers_503_when_all_are_busy() {
+    let f = start(20, |s| s.caps.total = 2).await;
     let mut a = Raw::connect(f.addr).await;
     let mut b = Raw::connect(f.addr).await;
-    assert_eq!(a.request("OPTIONS", "*", &[]).await.status, 200);
-    assert_eq!(b.request("OPTIONS", "*", &[]).await.status, 200);
+    // Both hold the stream (busy): a third connection is refused.
+    assert_eq!(a.request("DESCRIBE", &f.url(), &[]).await.status, 200);
+    assert_eq!(b.request("DESCRIBE", &f.url(), &[]).await.status, 200);
     let mut c = Raw::connect(f.addr).await;
     assert_eq!(c.request("OPTIONS", "*", &[]).await.status, 503);
     assert!(c.reply().await.is_none(), "closed after the 503");
-    drop(a);
-    // The freed slot serves again.
+    // b lets the stream go: idle again, it makes room for a newcomer.
+    assert_eq!(b.request("TEARDOWN", &f.url(), &[]).await.status, 200);
     let mut d = Raw::connect(f.addr).await;
-    let mut status = d.request("OPTIONS", "*", &[]).await.status;
-    if status == 503 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        d = Raw::connect(f.addr).await;
-        status = d.request("OPTIONS", "*", &[]).await.status;
-    }
-    assert_eq!(status, 200);
+    assert_eq!(d.request("OPTIONS", "*", &[]).await.status, 200);
+    assert!(b.reply().await.is_none(), "the idle connection was evicted");
+    drop(a);
+    // The freed slot serves again (d, idle after OPTIONS, may make room too).
+    let mut e = Raw::connect(f.addr).await;
+    assert_eq!(e.request("OPTIONS", "*", &[]).await.status, 200);
 }

@@ -46,7 +46,12 @@ async fn screenshots_show_the_ringing_alert_at_desktop_and_phone_sizes() {
     rig.state.camera = camera;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(run(listener, rig.state.clone(), rig.stop.clone()));
+    tokio::spawn(run(
+        listener,
+        rig.state.clone(),
+        Default::default(),
+        rig.stop.clone(),
+    ));
 
     let node = tokio::process::Command::new("node")
         .arg(dir.join("screens.mjs"))

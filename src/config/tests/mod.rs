@@ -432,7 +432,7 @@ fn require_intercom_names_the_missing_key() {
 
 #[test]
 fn keys_list_matches_the_config() {
-    assert_eq!(KEYS.len(), 42);
+    assert_eq!(KEYS.len(), 46);
     assert!(KEYS.contains(&"mqtt_base_topic"));
     let yaml = Config::default().to_masked_yaml();
     for key in KEYS {
@@ -440,6 +440,45 @@ fn keys_list_matches_the_config() {
             yaml.contains(&format!("\n{key}:")) || yaml.starts_with(&format!("{key}:")),
             "{key} not printed"
         );
+    }
+}
+
+#[test]
+fn access_and_connection_keys() {
+    let d = Config::default();
+    assert_eq!((d.max_connections, d.max_connections_per_ip), (256, 64));
+    assert!(!d.public_snapshot && d.bind_address.is_none());
+    let c = from_env(&[
+        ("C300X_BIND_ADDRESS", "127.0.0.1"),
+        ("C300X_MAX_CONNECTIONS", "1000"),
+        ("C300X_MAX_CONNECTIONS_PER_IP", "0"),
+        ("C300X_PUBLIC_SNAPSHOT", "yes"),
+    ])
+    .expect("valid");
+    assert_eq!(c.bind_address, Some([127, 0, 0, 1].into()));
+    assert_eq!((c.max_connections, c.max_connections_per_ip), (1000, 0));
+    assert!(c.public_snapshot);
+    assert_eq!(
+        from_env(&[("C300X_BIND_ADDRESS", "")])
+            .expect("empty")
+            .bind_address,
+        None
+    );
+    for (var, needle) in [
+        ("C300X_BIND_ADDRESS", "bind_address = \"localhost\""),
+        ("C300X_MAX_CONNECTIONS", "max_connections = 0"),
+        (
+            "C300X_MAX_CONNECTIONS_PER_IP",
+            "max_connections_per_ip = -1",
+        ),
+    ] {
+        let value = match var {
+            "C300X_BIND_ADDRESS" => "localhost",
+            "C300X_MAX_CONNECTIONS" => "0",
+            _ => "-1",
+        };
+        let e = from_env(&[(var, value)]).expect_err("invalid").to_string();
+        assert!(e.starts_with(needle), "{e}");
     }
 }
 

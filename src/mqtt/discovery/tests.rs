@@ -130,6 +130,16 @@ fn urls_and_state_payloads() {
     );
     site.host = "fd00::5".into();
     assert_eq!(rtsp_url(&cfg, &site, p), "rtsp://[fd00::5]:8554/doorbell");
+    // With credentials (configured or generated) the published URLs carry them.
+    let private = crate::config::Config {
+        rtsp_user: Some("c300x".into()),
+        rtsp_password: Some(crate::config::Secret::new("pw")),
+        ..cfg.clone()
+    };
+    assert_eq!(
+        snapshot_url(&private, &site, p),
+        "http://c300x:pw@[fd00::5]:8080/api/doorbell/snapshot.jpg"
+    );
     let at = UNIX_EPOCH + Duration::from_secs(1_709_294_405);
     assert_eq!(rfc3339(at), "2024-03-01T12:00:05+00:00");
     assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00+00:00");

@@ -1,5 +1,6 @@
-//! `GET /metrics`: Prometheus text exposition (format 0.0.4) of the hubs, the HTTP outputs and
-//! the intercom counters. Names are prefixed `c300x_`; counters end in `_total`.
+//! `GET /metrics`: Prometheus text exposition (format 0.0.4) of the hubs, the HTTP outputs, the
+//! intercom counters and both servers' connections (accepted, active, refused, closed, 401/413).
+//! Names are prefixed `c300x_`; counters end in `_total`.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -215,7 +216,78 @@ pub fn render(shared: &Shared) -> String {
         "1 while a ring is ringing.",
     );
     let _ = writeln!(o, "c300x_ringing {}", u8::from(ev.ringing().is_some()));
+    connections(&mut o, shared);
     o
+}
+
+fn connections(o: &mut String, shared: &Shared) {
+    let servers = [("rtsp", &shared.stats.rtsp), ("http", &shared.stats.http)];
+    family(
+        o,
+        "c300x_connections_accepted_total",
+        "counter",
+        "Connections admitted.",
+    );
+    for (name, s) in servers {
+        let n = s.accepted.load(Ordering::Relaxed);
+        let _ = writeln!(
+            o,
+            "c300x_connections_accepted_total{{server=\"{name}\"}} {n}"
+        );
+    }
+    family(
+        o,
+        "c300x_connections_active",
+        "gauge",
+        "Connections open now.",
+    );
+    for (name, s) in servers {
+        let n = s.active.load(Ordering::Relaxed);
+        let _ = writeln!(o, "c300x_connections_active{{server=\"{name}\"}} {n}");
+    }
+    family(
+        o,
+        "c300x_connections_refused_total",
+        "counter",
+        "Connections refused with 503, by cap (total_cap, per_ip_cap).",
+    );
+    for (name, s) in servers {
+        for (reason, n) in s.refused() {
+            let _ = writeln!(
+                o,
+                "c300x_connections_refused_total{{server=\"{name}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+    }
+    family(
+        o,
+        "c300x_connections_closed_total",
+        "counter",
+        "Connections ended, by reason (client, first_request_timeout, idle_timeout, ...).",
+    );
+    for (name, s) in servers {
+        for (reason, n) in s.closed_by() {
+            let _ = writeln!(
+                o,
+                "c300x_connections_closed_total{{server=\"{name}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+    }
+    family(
+        o,
+        "c300x_requests_refused_total",
+        "counter",
+        "Requests answered 401 (no or wrong credentials) or 413 (body too large).",
+    );
+    for (name, s) in servers {
+        for (status, n) in [("401", &s.unauthorized), ("413", &s.too_large)] {
+            let n = n.load(Ordering::Relaxed);
+            let _ = writeln!(
+                o,
+                "c300x_requests_refused_total{{server=\"{name}\",status=\"{status}\"}} {n}"
+            );
+        }
+    }
 }
 
 pub async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {

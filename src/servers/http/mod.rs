@@ -1,20 +1,23 @@
 //! The HTTP server (axum): status page, JSON API, HLS/LL-HLS, MJPEG, snapshots and metrics for
-//! every panel's `StreamHub`. `router(state)` is the whole surface (tests drive it with `oneshot`);
-//! `run` serves it on an already-bound listener until the shutdown token fires.
+//! every panel's `StreamHub`, behind the access model (`guard`). `router(state)` is the whole
+//! surface (tests drive it with `oneshot`); `run` serves it on an already-bound listener with
+//! admission and timeouts (`serve`) until the shutdown token fires.
 
 mod api;
 mod error;
+pub mod guard;
 mod hls;
 mod hls_muxer;
 mod hls_session;
 mod jpeg_feed;
+mod links;
 mod metrics;
 mod mjpeg;
+mod serve;
 mod snapshot;
 mod ui;
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -27,6 +30,9 @@ use crate::config::Config;
 use crate::intercom::Intercom;
 use crate::intercom::sip::RingEvent;
 use crate::media::hub::StreamHub;
+use crate::proto::auth::Policy;
+use crate::servers::access::secrets;
+use crate::servers::limits::{Admission, Caps, ServerStats};
 
 pub use error::ApiError;
 
@@ -40,6 +46,8 @@ pub struct HttpState {
     pub demo: Option<DemoHooks>,
     /// The Home Assistant camera setup's status (shown per panel in `/api/status` and the page).
     pub camera: crate::homeassistant::CameraWatch,
+    /// Connection counters of both servers, for `/metrics` (the RTSP server gets the same).
+    pub stats: Arc<ServerStats>,
 }
 
 /// Hooks into the simulator for `demo`.
@@ -68,6 +76,8 @@ pub(crate) struct PanelOutputs {
 
 pub(crate) struct Shared {
     pub state: HttpState,
+    pub policy: Policy,
+    pub stats: Arc<ServerStats>,
     pub panels: Vec<PanelOutputs>,
     pub rings: Mutex<VecDeque<RingRecord>>,
     pub placeholder: Mutex<Option<((u32, u32), Bytes)>>,
@@ -153,18 +163,23 @@ pub fn router(state: HttpState) -> Router {
             keyframe_jpeg: Mutex::new(None),
         })
         .collect();
+    let policy = Policy::new(secrets(&state.config), state.config.public_snapshot);
+    let stats = state.stats.clone();
     let shared = Arc::new(Shared {
         state,
+        policy,
+        stats,
         panels,
         rings: Mutex::new(VecDeque::new()),
         placeholder: Mutex::new(None),
     });
     follow_rings(&shared);
-    Router::new()
+    let app = Router::new()
         .route("/", get(ui::index))
         .route("/assets/{file}", get(ui::asset))
         .route("/metrics", get(metrics::metrics))
         .route("/api/status", get(api::status))
+        .route("/api/access", get(links::access))
         .route("/api/streaming", post(api::streaming))
         .route("/api/demo/ring", post(api::demo_ring))
         .route("/api/{panel}/unlock", post(api::unlock))
@@ -174,56 +189,65 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/{panel}/snapshot.jpg", get(snapshot::snapshot))
         .route("/api/{panel}/mjpeg", get(mjpeg::mjpeg))
         .route("/api/{panel}/hls/{file}", get(hls::resource))
+        .route("/api/{panel}/signed-urls", get(links::signed_urls))
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
-            error::authorize,
+            guard::authorize,
         ))
-        .with_state(shared)
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            guard::limit_body,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(guard::MAX_BODY))
+        .with_state(shared);
+    // Signed URLs are unwrapped before routing, so the inner router sees plain paths.
+    Router::new()
+        .fallback_service(app)
+        .layer(axum::middleware::from_fn(guard::unwrap_signed))
 }
 
-/// Serves `router(state)` on `listener` until `shutdown`; open streams end with it.
-pub async fn run(listener: tokio::net::TcpListener, state: HttpState, shutdown: CancellationToken) {
-    run_all(vec![listener], state, shutdown).await;
+/// Serves `router(state)` on `listener` until `shutdown`, taking at most `caps` connections;
+/// open streams end with it.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    caps: Caps,
+    shutdown: CancellationToken,
+) {
+    run_all(vec![listener], state, caps, shutdown).await;
 }
 
-/// `run` on several listeners (the HTTP port and the add-on's ingress port) with one router, so
-/// every listener shares the same streams, caches and checks. Ends at `shutdown` once all have
-/// stopped, or as soon as one stops before it (the others are aborted: the server is down).
+/// `run` on several listeners (the HTTP port and the add-on's ingress port) with one router and
+/// one admission (the caps count every listener's connections), so every listener shares the same
+/// streams, caches and checks. Ends at `shutdown` once all have stopped, or as soon as one stops
+/// before it (the others are aborted: the server is down).
 pub async fn run_all(
     listeners: Vec<tokio::net::TcpListener>,
     state: HttpState,
+    caps: Caps,
     shutdown: CancellationToken,
 ) {
+    let admission = Admission::http(caps, state.stats.clone());
     let app = router(state);
     // Owned here: dropping the set (this future ending or being dropped) aborts every listener.
     let mut served = tokio::task::JoinSet::new();
     for listener in listeners {
-        served.spawn(serve(listener, app.clone(), shutdown.clone()));
+        let addr = listener.local_addr().ok();
+        tracing::info!(?addr, "HTTP server listening");
+        served.spawn(serve::serve(
+            listener,
+            app.clone(),
+            admission.clone(),
+            shutdown.clone(),
+        ));
     }
     if served.join_next().await.is_some() && !shutdown.is_cancelled() {
+        tracing::warn!("an HTTP listener stopped before the shutdown");
         return;
     }
     while served.join_next().await.is_some() {}
-}
-
-async fn serve(listener: tokio::net::TcpListener, app: Router, shutdown: CancellationToken) {
-    let addr = listener.local_addr().ok();
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    tracing::info!(?addr, "HTTP server listening");
-    let stop = shutdown.clone();
-    let served =
-        axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
-    // Streaming responses (MJPEG, blocked playlist reloads) would hold a graceful shutdown open.
-    tokio::select! {
-        r = served => if let Err(e) = r {
-            tracing::error!(error = %e, "HTTP server stopped");
-        },
-        _ = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        } => tracing::debug!("HTTP server: streams cut at shutdown"),
-    }
+    tracing::info!("HTTP server stopped");
 }
 
 #[cfg(test)]

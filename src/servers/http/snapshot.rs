@@ -1,25 +1,23 @@
 //! `GET /api/<panel>/snapshot.jpg`: the newest decoded picture of a running feed, else the last
 //! keyframe of this or an earlier call (decoded once, cached), else a "no image yet" placeholder.
-//! It never starts or holds a call (HA polls stills every ~10 s); only `?live=1` joins and waits.
+//! It never starts or holds a call (HA polls stills every ~10 s); only `?live=1` joins and waits,
+//! never for a request let in as public (`public_snapshot`). `live` is read by the same parser as
+//! the access policy's.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{Path, Query, State};
+use axum::Extension;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde::Deserialize;
 
 use super::mjpeg::next_picture;
 use super::{ApiError, PanelOutputs, Shared};
 use crate::media::hub::HubError;
 use crate::media::jpeg;
-
-#[derive(Debug, Deserialize)]
-pub struct SnapshotQuery {
-    live: Option<String>,
-}
+use crate::proto::auth::{Grant, query};
 
 /// Where the picture came from: `live` (decoded now), `keyframe` (cached), `placeholder`.
 pub const SOURCE_HEADER: &str = "x-snapshot-source";
@@ -105,20 +103,16 @@ async fn placeholder(shared: &Shared, p: &PanelOutputs) -> Result<Bytes, ApiErro
 pub async fn snapshot(
     State(shared): State<Arc<Shared>>,
     Path(panel): Path<String>,
-    Query(q): Query<SnapshotQuery>,
+    RawQuery(q): RawQuery,
+    grant: Option<Extension<Grant>>,
 ) -> Result<Response, ApiError> {
     let p = shared.panel(&panel)?;
-    let live = match q.live.as_deref() {
-        None | Some("0" | "false" | "no") => false,
-        Some("1" | "true" | "yes" | "") => true,
-        Some(other) => {
-            return Err(ApiError::BadRequest(format!(
-                "live must be 1 or 0, not `{}`",
-                other.chars().take(16).collect::<String>()
-            )));
-        }
-    };
+    let live =
+        query::flag(q.as_deref(), "live").map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if live {
+        if grant.is_some_and(|g| !g.0.may_start_call()) {
+            return Err(ApiError::Unauthorized("a live snapshot starts a call"));
+        }
         if !p.hub.status().streaming_allowed {
             return Err(HubError::StreamingDisabled { panel }.into());
         }

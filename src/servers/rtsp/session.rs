@@ -1,7 +1,8 @@
-//! One RTSP session: the hub `Viewer` it holds (its lease), the tracks set up, and RTP for them
-//! (RFC 6184 H.264, RFC 3640 AAC-hbr) with a per-track SSRC, random initial sequence and
-//! timestamp (RTP time = initial + hub pts, so continuous across re-INVITEs) and RTCP SRs.
-//! Sockets for UDP tracks come from `udp.rs`; requests are handled in `conn.rs`.
+//! The media half of one RTSP connection: the hub `Viewer` it holds (its lease), the tracks set
+//! up, and RTP for them (RFC 6184 H.264, RFC 3640 AAC-hbr) with the SSRC, initial sequence and
+//! timestamp the protocol session chose (RTP time = initial + hub pts, so continuous across
+//! re-INVITEs) and RTCP SRs. Sockets for UDP tracks come from `udp.rs`; requests are
+//! `proto::rtsp::server`'s, driven by `conn.rs`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,12 +11,15 @@ use std::time::{Instant, SystemTime};
 use tokio::net::UdpSocket;
 
 use super::udp::UdpPair;
-use crate::media::hub::{Frame, Viewer};
+use crate::media::hub::{Frame, StreamInfo, Viewer};
 use crate::proto::aac::rfc3640_payload;
 use crate::proto::h264::Packetizer;
 use crate::proto::rtp::RtpHeader;
 use crate::proto::rtp::rtcp::{ntp_timestamp, sender_report};
 use crate::proto::rtsp::response::write_interleaved;
+use crate::proto::rtsp::server::{
+    AudioDescription, PlayInfo, RtpParams, StreamDescription, TrackKind,
+};
 
 /// RTP state of one track toward one viewer.
 #[derive(Debug)]
@@ -32,21 +36,17 @@ pub(super) struct RtpTrack {
 }
 
 impl RtpTrack {
-    pub fn new(pt: u8, clock: u32) -> Self {
+    pub fn new(p: RtpParams) -> Self {
         Self {
-            ssrc: rand::random(),
-            seq: rand::random(),
-            ts_base: rand::random(),
-            pt,
-            clock,
+            ssrc: p.ssrc,
+            seq: p.seq,
+            ts_base: p.ts_base,
+            pt: p.payload_type,
+            clock: p.clock,
             packets: 0,
             octets: 0,
             last: None,
         }
-    }
-
-    pub fn clock(&self) -> u32 {
-        self.clock
     }
 
     pub fn rtp_time(&self, pts: u64) -> u32 {
@@ -131,47 +131,111 @@ impl Outgoing {
     }
 }
 
-pub(super) struct Session {
-    pub id: String,
-    pub panel: String,
+/// What the protocol session needs to know of a joined hub's stream.
+pub(super) fn description(info: &StreamInfo) -> StreamDescription {
+    StreamDescription {
+        sps: info.sps.to_vec(),
+        pps: info.pps.to_vec(),
+        profile_level_id: info.video.profile_level_id,
+        audio: info.audio.as_ref().and_then(|a| {
+            Some(AudioDescription {
+                sample_rate: a.sample_rate,
+                channels: a.channels,
+                config_hex: a.config_hex().ok()?,
+            })
+        }),
+    }
+}
+
+pub(super) struct Playout {
     pub viewer: Viewer,
     pub video: Option<Track>,
     pub audio: Option<Track>,
     pub playing: bool,
     /// After PLAY (and PAUSE), frames wait for the next keyframe so decoders can start.
     pub need_keyframe: bool,
-    pub last_request: Instant,
     packetizer: Packetizer,
 }
 
-impl Session {
-    pub fn new(id: String, panel: String, viewer: Viewer, mtu: usize) -> Self {
+impl Playout {
+    pub fn new(viewer: Viewer, mtu: usize) -> Self {
         Self {
-            id,
-            panel,
             viewer,
             video: None,
             audio: None,
             playing: false,
             need_keyframe: true,
-            last_request: Instant::now(),
             packetizer: Packetizer::new(mtu.saturating_sub(12)),
         }
     }
 
-    /// The latest of the last request and the last RTCP from a UDP client (keep-alives).
-    pub fn last_seen(&self) -> Instant {
+    pub fn add_track(&mut self, kind: TrackKind, sink: Sink, rtp: RtpParams) {
+        let track = Some(Track {
+            rtp: RtpTrack::new(rtp),
+            sink,
+        });
+        match kind {
+            TrackKind::Video => self.video = track,
+            TrackKind::Audio => self.audio = track,
+        }
+    }
+
+    /// The newest RTCP from a UDP client (keep-alives).
+    pub fn last_rtcp(&self) -> Option<Instant> {
         [&self.video, &self.audio]
             .into_iter()
             .flatten()
             .filter_map(|t| match &t.sink {
-                Sink::Udp(u) => Some(u.pair.last_rtcp()),
+                Sink::Udp(u) => u.pair.last_rtcp(),
                 Sink::Interleaved { .. } => None,
             })
-            .flatten()
-            .fold(self.last_request, Instant::max)
+            .max()
     }
 
+    /// Starts sending: the frames to send first (from the newest keyframe) and where each
+    /// track stands, for `RTP-Info`.
+    pub fn play(&mut self) -> (Vec<PlayInfo>, Vec<Frame>) {
+        let backlog = if self.playing {
+            Vec::new()
+        } else {
+            self.take_backlog()
+        };
+        self.playing = true;
+        let first_video = backlog.iter().find_map(|f| match f {
+            Frame::Video(v) => Some(v.pts),
+            _ => None,
+        });
+        // Audio and video pts share an origin in the hub; with no audio queued yet, the
+        // audio time of the first picture is announced (retina insists on an rtptime).
+        let audio_rate = self.audio.as_ref().map_or(1, |t| u64::from(t.rtp.clock));
+        let first_audio = backlog
+            .iter()
+            .find_map(|f| match f {
+                Frame::Audio(a) => Some(a.pts),
+                _ => None,
+            })
+            .or_else(|| first_video.map(|v| v * audio_rate / 90_000));
+        let infos = [
+            (TrackKind::Video, &self.video, first_video),
+            (TrackKind::Audio, &self.audio, first_audio),
+        ]
+        .into_iter()
+        .filter_map(|(kind, track, first)| {
+            let t = track.as_ref()?;
+            Some(PlayInfo {
+                kind,
+                seq: t.rtp.seq,
+                rtptime: first.map(|pts| t.rtp.rtp_time(pts)),
+            })
+        })
+        .collect();
+        (infos, backlog)
+    }
+
+    pub fn pause(&mut self) {
+        self.playing = false;
+        self.need_keyframe = true;
+    }
     /// Drains what is queued and keeps the frames from the newest keyframe on, so PLAY starts
     /// with a decodable picture and no stale backlog.
     pub fn take_backlog(&mut self) -> Vec<Frame> {

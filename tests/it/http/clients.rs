@@ -18,7 +18,7 @@ use super::{eventually, jpeg_size, rig, stat};
 async fn serve(state: HttpState, stop: CancellationToken) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    tokio::spawn(run(listener, state, stop));
+    tokio::spawn(run(listener, state, Default::default(), stop));
     addr
 }
 

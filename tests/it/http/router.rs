@@ -1,7 +1,7 @@
-//! `router(state)` driven with `oneshot`: the status JSON's fixed fields, the bearer token and
-//! the ingress exemption, 404/400/401/403/409 as JSON `{error, detail}`, the page under ingress,
-//! metrics, calls ended by reason in both, the demo ring hook, and a snapshot that never calls
-//! the intercom.
+//! `router(state)` driven with `oneshot`: the status JSON's fixed fields, the credentials and
+//! the ingress exemption (the whole access model: tests/it/access/), 404/400/401/403/409 as JSON
+//! `{error, detail}`, the page under ingress, metrics, calls ended by reason in both, the demo ring
+//! hook, and a snapshot that never calls the intercom.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -126,7 +126,7 @@ async fn unknown_panels_paths_and_hls_names_are_404_json() {
 }
 
 #[tokio::test]
-async fn mutations_need_the_token_unless_from_ingress() {
+async fn requests_need_the_token_unless_from_ingress() {
     let rig = rig(Some("s3cret"), None).await;
     let app = router(rig.state.clone());
     let r = send(&app, post("/api/doorbell/unlock", "", None)).await;
@@ -138,8 +138,20 @@ async fn mutations_need_the_token_unless_from_ingress() {
     let r = send(&app, post("/api/doorbell/unlock", "", Some("wrong"))).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(rig.sim.stats().message_bodies().is_empty(), "nothing sent");
-    // Reading stays open.
-    assert_eq!(send(&app, get("/api/status")).await.status, StatusCode::OK);
+    // Reading needs it too; static assets do not.
+    assert_eq!(
+        send(&app, get("/api/status")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let mut status = get("/api/status");
+    status
+        .headers_mut()
+        .insert("authorization", "Bearer s3cret".parse().expect("hv"));
+    assert_eq!(send(&app, status).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&app, get("/assets/app.js")).await.status,
+        StatusCode::OK
+    );
 
     let r = send(&app, post("/api/doorbell/unlock", "", Some("s3cret"))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());

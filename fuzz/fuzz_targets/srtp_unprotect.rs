@@ -1,0 +1,5 @@
+//! cargo-fuzz target `srtp_unprotect`: the body is `c300x_bridge::fuzz::srtp_unprotect` (shared with the stable
+//! fallback in tests/it/fuzz_fallback.rs).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| c300x_bridge::fuzz::srtp_unprotect(data));
