@@ -293,6 +293,7 @@ impl Bridge {
                     RingEndReason::Timeout => true,
                     RingEndReason::Cancelled => long,
                     RingEndReason::Rejected
+                    | RingEndReason::AnsweredElsewhere
                     | RingEndReason::ConnectionLost
                     | RingEndReason::Answered
                     | RingEndReason::AnswerFailed => false,

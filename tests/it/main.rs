@@ -13,6 +13,7 @@ mod intercom_sip;
 mod lifecycle;
 mod malformed_sip;
 mod mqtt;
+mod ring_preview;
 mod rig;
 mod rtsp;
 mod sim_media;
