@@ -58,6 +58,7 @@ pub async fn rig(token: Option<&str>, demo: Option<DemoHooks>) -> Rig {
         config: Arc::new(config),
         demo,
         camera: c300x_bridge::homeassistant::CameraWatch::none(),
+        doorbell: None,
     };
     Rig { sim, state, stop }
 }

@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use c300x_bridge::config::{Config, Lock, Panel};
+use c300x_bridge::doorbell::{Doorbell, DoorbellSettings, RecorderSettings, RingRecorder};
 use c300x_bridge::homeassistant::{CameraWatch, PanelCamera, SETUP_LINK, SetupState};
 use c300x_bridge::intercom::Intercom;
-use c300x_bridge::media::hub::{HubSettings, StreamHub};
+use c300x_bridge::media::hub::StreamHub;
 use c300x_bridge::mqtt::{self, MqttSettings};
 use c300x_bridge::sim::{SimConfig, Simulator};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -24,7 +25,7 @@ use crate::rig::{config_for, intercom};
 
 const T: Duration = Duration::from_secs(10);
 /// Discovery configs for one panel and one lock (see tests/golden/mqtt/).
-const CONFIGS: usize = 16;
+pub const CONFIGS: usize = 19;
 
 /// A mosquitto of our own: `mosquitto -c <tmp>/mosquitto.conf`, killed by PID on drop.
 pub struct Broker {
@@ -109,6 +110,8 @@ impl Drop for Broker {
 pub struct Msg {
     pub topic: String,
     pub payload: String,
+    /// The payload's bytes (`payload` is its lossy text).
+    pub raw: bytes::Bytes,
     pub retain: bool,
     pub at: Instant,
 }
@@ -142,6 +145,7 @@ impl Watcher {
                             log.push(Msg {
                                 topic: p.topic.clone(),
                                 payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                                raw: p.payload.clone(),
                                 retain: p.retain,
                                 at: Instant::now(),
                             });
@@ -199,9 +203,11 @@ impl Drop for Watcher {
     }
 }
 
+/// Discovery configs (an empty payload deletes one: not counted).
 fn configs(msgs: &[Msg]) -> usize {
     msgs.iter()
         .filter(|m| m.topic.starts_with("homeassistant/") && m.topic.ends_with("/config"))
+        .filter(|m| !m.payload.is_empty())
         .count()
 }
 
@@ -214,6 +220,9 @@ pub struct Rig {
     pub mqtt_stop: CancellationToken,
     pub task: tokio::task::JoinHandle<()>,
     pub hub: StreamHub,
+    pub doorbell: Doorbell,
+    /// `clip_dir` (ring pictures and clips).
+    pub clips: tempfile::TempDir,
     /// Drives the camera-setup sensor as `homeassistant::run` would.
     pub camera: tokio::sync::watch::Sender<Vec<PanelCamera>>,
     /// `c300x/<id>`.
@@ -223,7 +232,18 @@ pub struct Rig {
 
 impl Rig {
     pub async fn start(broker: &Broker) -> Self {
-        let sim = Simulator::start(SimConfig::default()).await.expect("sim");
+        Self::start_with(broker, SimConfig::default(), |_| {}, |_| {}).await
+    }
+
+    /// `sim_cfg` for the simulator, `tune` on the bridge's config, `bell` on the doorbell's
+    /// settings (e.g. a short "missed" threshold).
+    pub async fn start_with(
+        broker: &Broker,
+        sim_cfg: SimConfig,
+        tune: impl FnOnce(&mut Config),
+        bell: impl FnOnce(&mut DoorbellSettings),
+    ) -> Self {
+        let sim = Simulator::start(sim_cfg).await.expect("sim");
         let mut cfg = config_for(&sim);
         let (intercom, stop) = intercom(&cfg).await;
         cfg.locks = vec![Lock {
@@ -235,12 +255,35 @@ impl Rig {
             name: "doorbell".into(),
             devaddr: 20,
         }];
-        let hub = StreamHub::start(
-            cfg.panels[0].clone(),
+        let clips = tempfile::tempdir().expect("tmp");
+        cfg.clip_dir = clips.path().to_owned();
+        tune(&mut cfg);
+        let hubs: Vec<StreamHub> = cfg
+            .panels
+            .iter()
+            .map(|p| {
+                StreamHub::start(
+                    p.clone(),
+                    intercom.clone(),
+                    crate::rig::quick_hub(),
+                    stop.clone(),
+                )
+            })
+            .collect();
+        let hub = hubs[0].clone();
+        let names: Vec<String> = cfg.panels.iter().map(|p| p.name.clone()).collect();
+        let recorder = RingRecorder::start(RecorderSettings::from_config(&cfg), &names, &stop);
+        let mut bell_settings = DoorbellSettings::from_config(&cfg);
+        bell(&mut bell_settings);
+        let (doorbell, bell_task) = Doorbell::new(
+            bell_settings,
+            cfg.panels.clone(),
+            hubs.clone(),
             intercom.clone(),
-            HubSettings::default(),
+            recorder,
             stop.clone(),
         );
+        tokio::spawn(bell_task);
         let id = c300x_bridge::mqtt::topics::device_id(sim.domain()).expect("id");
         let mqtt_stop = CancellationToken::new();
         let (camera, camera_watch) = CameraWatch::channel(&cfg, "127.0.0.1");
@@ -248,8 +291,9 @@ impl Rig {
             broker.settings(),
             cfg.clone(),
             intercom.clone(),
-            vec![hub.clone()],
+            hubs,
             camera_watch,
+            Some(doorbell.clone()),
             mqtt_stop.clone(),
         ));
         Rig {
@@ -260,13 +304,15 @@ impl Rig {
             mqtt_stop,
             task,
             hub,
+            doorbell,
+            clips,
             camera,
             base: format!("c300x/{id}"),
             node: format!("c300x_{id}"),
         }
     }
 
-    fn t(&self, rest: &str) -> String {
+    pub fn t(&self, rest: &str) -> String {
         format!("{}/{rest}", self.base)
     }
 
@@ -279,7 +325,7 @@ impl Rig {
             .collect()
     }
 
-    async fn stop(self) {
+    pub async fn stop(self) {
         self.mqtt_stop.cancel();
         let _ = tokio::time::timeout(T, self.task).await;
         self.stop.cancel();
@@ -299,6 +345,13 @@ async fn discovery_is_retained_and_a_ring_becomes_an_event() {
         .wait("states", |m| {
             m.iter()
                 .any(|m| m.topic.ends_with("/sip_registered") && m.payload == "ON")
+        })
+        .await;
+    // The indoor ringer's state comes from the unit's answer to our status query.
+    let ringer = rig.t("ringer");
+    early
+        .wait("the ringer's state", |m| {
+            m.iter().any(|m| m.topic == ringer && m.payload == "ON")
         })
         .await;
     // A client that comes later gets everything from the broker's retained store.
@@ -344,7 +397,7 @@ async fn discovery_is_retained_and_a_ring_becomes_an_event() {
         1
     );
     assert!(ev["time"].as_str().is_some_and(|t| t.ends_with("+00:00")));
-    let ringing = rig.t("ringing");
+    let ringing = rig.t("panel/doorbell/ringing");
     late.wait("ringing ON", |m| {
         m.iter().any(|m| m.topic == ringing && m.payload == "ON")
     })
@@ -553,7 +606,7 @@ async fn a_ring_answered_through_the_hub_turns_ringing_off() {
     let broker = Broker::start();
     let rig = Rig::start(&broker).await;
     let w = Watcher::start(broker.port, "ringing").await;
-    let ringing = rig.t("ringing");
+    let ringing = rig.t("panel/doorbell/ringing");
     let mut rings = rig.intercom.sip().rings();
     let _ring = rig.sim.ring(20).await.expect("ring");
     let incoming = crate::intercom_calls::next_ring(&mut rings).await;

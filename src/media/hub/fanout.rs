@@ -257,7 +257,7 @@ impl Fanout {
                     }
                     self.video_frames += 1;
                     self.emit(Frame::Video(frame), &mut out);
-                    self.fill_silence(pts, since, &mut out);
+                    self.fill_silence(pts, &mut out);
                 }
             }
             MediaKind::Audio => {
@@ -283,8 +283,8 @@ impl Fanout {
         out
     }
 
-    /// Silent AAC up to `video_pts` while the source sends no audio.
-    fn fill_silence(&mut self, video_pts: u64, since: std::time::Duration, out: &mut Outcome) {
+    /// Silent AAC up to `video_pts` while the source sends no audio; it starts with the video.
+    fn fill_silence(&mut self, video_pts: u64, out: &mut Outcome) {
         let (Some(fed), Some(t)) = (self.silence.as_mut(), self.transcoder.as_mut()) else {
             return;
         };
@@ -296,6 +296,8 @@ impl Fanout {
             return;
         }
         *fed = Some(from + samples * 90_000 / 8_000);
+        // The first silent frame lands where the silence began, not when the encoder gave it.
+        let since = self.timeline.since_call_start(from);
         let frames = match t.silence(samples as u32) {
             Ok(f) => f,
             Err(e) => {

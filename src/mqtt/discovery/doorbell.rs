@@ -1,8 +1,8 @@
 //! Discovery payloads and state payloads of the doorbell moment (issue 16), pure like the rest of
 //! `discovery`: per panel an `image` "Last ring" (raw JPEG on `image_topic`), a `binary_sensor`
 //! "Ringing" and `button`s Answer / Hang up / Reject; for the device a `switch` "Indoor ringer";
-//! the doorbell event payload with `ring_id`, `panel`, `time`, `snapshot_url` and the clip.
-//! Phase 2 publishes these in place of the device-level `ringing`, `answer` and `hang_up`.
+//! the doorbell event payload with `ring_id`, `panel`, `time`, `snapshot_url`, how the ring
+//! ended and the clip. They replaced the device-level `ringing`, `answer` and `hang_up`.
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -122,6 +122,9 @@ pub struct RingEvent<'a> {
     /// False when the INVITE did not say which panel rang (reported on the first panel).
     pub attributed: bool,
     pub clip: Option<&'a Path>,
+    /// How the ring ended (`answered_here`, `answered_elsewhere`, `rejected`, `missed`), on
+    /// the events that follow its end.
+    pub outcome: Option<&'static str>,
 }
 
 /// The doorbell `event` payload: `event_type` plus attributes (never retained).
@@ -135,6 +138,9 @@ pub fn ring_event(cfg: &Config, site: &Site, ev: &RingEvent) -> String {
         "attributed": ev.attributed,
         "snapshot_url": ring_snapshot_url(cfg, site, ev.panel, ev.ring_id),
     });
+    if let (Some(outcome), Some(map)) = (ev.outcome, payload.as_object_mut()) {
+        map.insert("outcome".into(), json!(outcome));
+    }
     if let (Some(clip), Some(map)) = (ev.clip, payload.as_object_mut()) {
         map.insert("clip".into(), json!(clip.display().to_string()));
         if let Some(id) = media_source_id(clip) {

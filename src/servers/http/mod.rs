@@ -10,6 +10,7 @@ mod hls_session;
 mod jpeg_feed;
 mod metrics;
 mod mjpeg;
+mod rings;
 mod snapshot;
 mod ui;
 
@@ -40,6 +41,8 @@ pub struct HttpState {
     pub demo: Option<DemoHooks>,
     /// The Home Assistant camera setup's status (shown per panel in `/api/status` and the page).
     pub camera: crate::homeassistant::CameraWatch,
+    /// Rings: pending, history, pictures, clips, answer / reject (`rings.rs`).
+    pub doorbell: Option<crate::doorbell::Doorbell>,
 }
 
 /// Hooks into the simulator for `demo`.
@@ -174,6 +177,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/{panel}/snapshot.jpg", get(snapshot::snapshot))
         .route("/api/{panel}/mjpeg", get(mjpeg::mjpeg))
         .route("/api/{panel}/hls/{file}", get(hls::resource))
+        .merge(rings::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
