@@ -6,6 +6,7 @@ mod cli;
 mod depacketizer_sim;
 mod doorbell;
 mod doorbell_flow;
+mod doorbell_http;
 mod http;
 mod hub;
 mod intercom_calls;
