@@ -23,8 +23,8 @@ pub struct Rig {
     pub sim: Simulator,
     pub state: HttpState,
     pub stop: CancellationToken,
-    /// `clip_dir` of the doorbell, when there is one.
-    pub clips: Option<tempfile::TempDir>,
+    /// `clip_dir` of the doorbell, when there is one (removed with the rig).
+    pub _clips: Option<tempfile::TempDir>,
 }
 
 pub fn quick_hub() -> HubSettings {
@@ -93,7 +93,7 @@ pub async fn rig_with(token: Option<&str>, demo: Option<DemoHooks>, doorbell: bo
         sim,
         state,
         stop,
-        clips,
+        _clips: clips,
     }
 }
 
