@@ -407,6 +407,54 @@ async fn two_panels_ring_as_two_independent_calls_with_their_own_pictures() {
     rig.stop().await;
 }
 
+#[tokio::test]
+async fn without_early_media_a_snapshot_call_takes_the_picture_and_ends() {
+    let broker = Broker::start();
+    let rig = rig_with(&broker, SimConfig::default(), |c| {
+        c.ring_snapshot_call = true
+    })
+    .await;
+    let w = Watcher::start(broker.port, "snapshot-call").await;
+    state(&w, &rig.t("availability"), "online").await;
+    // A unit that ignores the 183: nothing arrives, the bridge falls back after 3 s.
+    rig.sim
+        .faults()
+        .refuse_early_media
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let rang = Instant::now();
+    let mut ring = rig.sim.ring(20).await.expect("ring");
+    let shot = picture(&w, &rig.t("panel/doorbell/ring/image"), rang).await;
+    eprintln!("picture through a snapshot call after {:?}", shot.at - rang);
+    assert_eq!(jpeg_size(&shot.raw), Some((400, 288)));
+    let stats = rig.sim.stats();
+    assert_eq!(SimStats::get(&stats.early_media_refused), 1);
+    assert_eq!(
+        SimStats::get(&stats.invites_received),
+        1,
+        "one short view call"
+    );
+    eventually("the snapshot call ends with its picture", T, || {
+        SimStats::get(&stats.active_calls) == 0 && SimStats::get(&stats.byes_received) == 1
+    })
+    .await;
+    let ended: Vec<&str> = rig
+        .hub
+        .status()
+        .calls_ended
+        .iter()
+        .map(|(r, _)| *r)
+        .collect();
+    assert_eq!(ended, ["no_early_media", "ring_snapshot"]);
+    assert_eq!(ring.state(), RingState::Ringing, "the ring itself goes on");
+    rig.sim.cancel_rings().expect("cancel");
+    assert!(
+        ring.wait_for(T, |s| s == RingState::Cancelled)
+            .await
+            .is_some()
+    );
+    rig.stop().await;
+}
+
 /// The budget of issue 16: ring INVITE → JPEG on MQTT, 20 rings (the simulator adds no delay on
 /// this path: its answer delay is for view calls). Run with `--ignored --nocapture`.
 #[tokio::test]
