@@ -1,6 +1,7 @@
-// Status page logic for c300x-bridge: polls api/status; per panel a camera card (live view with
-// hls.js, native HLS on Safari, MJPEG as the fallback) and a control group; the ringing alert;
-// recent rings; the Home Assistant camera setup. Relative URLs only (works behind HA ingress).
+// Status page logic for c300x-bridge: polls api/status and each panel's api/<panel>/rings; per
+// panel a camera card (live view with hls.js, native HLS on Safari, MJPEG as the fallback) and a
+// control group; the ringing alert with the ring's picture; recent rings with picture and clip;
+// the Home Assistant camera setup. Relative URLs only (works behind HA ingress).
 "use strict";
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -10,6 +11,9 @@ let token = localStorage.getItem("c300x-token") || "";
 let linger = 15;
 let dismissedRing = null;
 let lastStatus = null;
+// From api/<panel>/rings: every panel's rings (newest first) and the pending ones; null when the
+// doorbell API is not there (the page then lists api/status's recent rings).
+let ringData = null;
 // After "Stop", the page's HLS session holds its viewer for ~2 target durations before the linger.
 const HLS_GRACE_S = 4;
 
@@ -234,16 +238,89 @@ function haCamera(cam) {
   return box;
 }
 
+// Each panel's rings and pending ring (the ring list, the alert's picture).
+async function fetchRings(s) {
+  const all = [];
+  const pending = [];
+  let any = false;
+  await Promise.all(s.panels.map(async (p) => {
+    try {
+      const r = await fetch("api/" + encodeURIComponent(p.name) + "/rings");
+      if (!r.ok) return;
+      const j = await r.json();
+      any = true;
+      if (j.pending) pending.push({ panel: p.name, ...j.pending });
+      all.push(...j.rings);
+    } catch (e) { /* the status poll reports trouble */ }
+  }));
+  all.sort((a, b) => (a.time < b.time ? 1 : -1));
+  pending.sort((a, b) => (a.time < b.time ? 1 : -1));
+  return any ? { rings: all.slice(0, 10), pending } : null;
+}
+
+// A ring's picture into `slot`, replacing the icon once it loads (it may not exist yet). Not
+// lazy: the image is outside the document until it has loaded.
+function ringPicture(slot, url) {
+  if (slot.dataset.src === url) return;
+  const img = el("img", { alt: "the ring's picture" });
+  img.onload = () => { slot.dataset.src = url; slot.replaceChildren(img); };
+  img.src = url;
+}
+
 function renderRingAlert(s) {
   const alert = $("#ring-alert");
-  const latest = s.recent_rings[0];
+  const pending = ringData && ringData.pending[0];
+  const latest = pending
+    ? { at: pending.time, panel: pending.panel }
+    : s.recent_rings[0];
   const key = latest ? latest.at : null;
-  const show = s.ringing && key !== dismissedRing;
+  const ringing = ringData ? !!pending : s.ringing;
+  const show = ringing && key !== dismissedRing;
   alert.hidden = !show;
+  $("#ring-reject").hidden = !pending;
   if (!show) return;
   const panel = (latest && latest.panel) || (s.panels[0] && s.panels[0].name);
   alert.dataset.panel = panel || "";
+  alert.dataset.at = key || "";
   $("#ring-where").textContent = `${title(panel || "door")} · since ${clock(latest && latest.at)}`;
+  if (pending) {
+    ringPicture($('[data-slot="ring-snapshot"]'), `api/${encodeURIComponent(pending.panel)}/rings/${pending.ring_id}.jpg`);
+  }
+}
+
+const OUTCOME = {
+  pending: "ringing", answered_here: "answered here", answered_elsewhere: "answered elsewhere",
+  rejected: "rejected", missed: "missed",
+};
+
+function renderRings(s) {
+  const rings = $("#rings");
+  rings.replaceChildren();
+  if (!ringData) {
+    for (const r of s.recent_rings) {
+      const li = el("li");
+      const thumb = el("span", { class: "thumb" });
+      thumb.dataset.slot = "ring-thumb";
+      li.append(thumb, el("span", { class: "when" }, `${when(r.at)} · ${title(r.panel || "?")}`));
+      rings.append(li);
+    }
+  } else {
+    for (const r of ringData.rings) {
+      const li = el("li");
+      const thumb = el("span", { class: "thumb" });
+      thumb.dataset.slot = "ring-thumb";
+      if (r.snapshot || r.outcome === "pending") ringPicture(thumb, r.snapshot_url);
+      const text = el("span", { class: "when" }, `${when(r.time)} · ${title(r.panel)} · ${OUTCOME[r.outcome] || r.outcome}`);
+      if (r.clip_url) {
+        const clip = el("a", { href: r.clip_url, target: "_blank", rel: "noopener" },
+          `clip ${Math.round(r.clip_seconds || 0)} s`);
+        text.append(" · ", clip);
+      }
+      li.append(thumb, text);
+      rings.append(li);
+    }
+  }
+  if (!rings.children.length) rings.innerHTML = '<li class="muted">none yet</li>';
 }
 
 function render(s) {
@@ -270,22 +347,13 @@ function render(s) {
     fact(dl, "last ring", when(p.last_ring));
     fact(dl, "calls", p.calls_started);
     if (p.last_error) fact(dl, "last error", p.last_error);
-    c.answer.hidden = !s.ringing;
+    c.answer.hidden = ringData ? !ringData.pending.some((r) => r.panel === p.name) : !s.ringing;
     if (p.ha_camera) cams.push(p.ha_camera);
   }
   const ha = $("#ha-cameras");
   ha.replaceChildren(...cams.map(haCamera));
   $("#ha-box").hidden = cams.length === 0;
-  const rings = $("#rings");
-  rings.replaceChildren();
-  for (const r of s.recent_rings) {
-    const li = el("li");
-    const thumb = el("span", { class: "thumb" });
-    thumb.dataset.slot = "ring-thumb";
-    li.append(thumb, el("span", { class: "when" }, `${when(r.at)} · ${title(r.panel || "?")}`));
-    rings.append(li);
-  }
-  if (!s.recent_rings.length) rings.innerHTML = '<li class="muted">none yet</li>';
+  renderRings(s);
   $("#counters").textContent = `rings ${s.rings} · unlocks ${s.unlocks} · unlock failures ${s.unlock_failures}`;
 }
 
@@ -321,7 +389,9 @@ async function loadAccess() {
 async function refresh() {
   try {
     const r = await fetch("api/status");
-    render(await r.json());
+    const s = await r.json();
+    ringData = await fetchRings(s);
+    render(s);
   } catch (e) {
     message("status unavailable: " + e.message, true);
   }
@@ -341,8 +411,12 @@ $("#ring-unlock").onclick = () => {
   const c = ringPanel();
   if (c) action("Unlock " + c.name, () => post(c.base + "/unlock"))();
 };
+$("#ring-reject").onclick = () => {
+  const c = ringPanel();
+  if (c) action("Reject", () => post(c.base + "/reject"))();
+};
 $("#ring-dismiss").onclick = () => {
-  dismissedRing = lastStatus && lastStatus.recent_rings[0] ? lastStatus.recent_rings[0].at : null;
+  dismissedRing = $("#ring-alert").dataset.at || null;
   $("#ring-alert").hidden = true;
 };
 $("#streaming").onchange = (e) =>

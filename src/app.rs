@@ -1,5 +1,6 @@
 //! Wiring and supervision: builds the bridge from `Config` — the intercom (SIP + media), one
-//! stream hub per panel, the RTSP and HTTP servers and MQTT — runs each as a named, supervised
+//! stream hub per panel, the doorbell (rings, their pictures and clips), the RTSP and HTTP
+//! servers and MQTT — runs each as a named, supervised
 //! component (one that ends on its own or panics stops the bridge: non-zero exit, one log line
 //! naming it), and shuts down in order within 5 s: servers and hubs (BYE), then the SIP agent
 //! (un-REGISTER), then whatever is left is aborted.
@@ -15,6 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::doorbell::{Doorbell, DoorbellSettings, RecorderSettings, RingRecorder};
 use crate::homeassistant;
 use crate::intercom::Intercom;
 use crate::intercom::media::PortPool;
@@ -119,6 +121,19 @@ pub async fn run_with(
         });
         hubs.push(hub);
     }
+    // The doorbell (issue 16): each ring's preview, picture, clip and history, and its end.
+    let panel_names: Vec<String> = cfg.panels.iter().map(|p| p.name.clone()).collect();
+    let recorder =
+        RingRecorder::start(RecorderSettings::from_config(&cfg), &panel_names, &hub_stop);
+    let (doorbell, bell) = Doorbell::new(
+        DoorbellSettings::from_config(&cfg),
+        cfg.panels.clone(),
+        hubs.clone(),
+        intercom.clone(),
+        recorder,
+        server_stop.clone(),
+    );
+    parts.spawn("doorbell", bell);
     // The Generic Camera in Home Assistant (issue 15): HA reaches us at the advertised address.
     let camera_host = cfg
         .advertise_address
@@ -149,6 +164,7 @@ pub async fn run_with(
         demo,
         camera: camera.clone(),
         stats,
+        doorbell: Some(doorbell.clone()),
     };
     let web = http::run_all(http_listeners, state, caps, server_stop.clone());
     parts.spawn("http", async move {
@@ -174,6 +190,7 @@ pub async fn run_with(
                 intercom.clone(),
                 hubs.clone(),
                 camera.clone(),
+                Some(doorbell.clone()),
                 server_stop.clone(),
             );
             parts.spawn("mqtt", async move {

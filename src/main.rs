@@ -349,6 +349,10 @@ async fn demo(mut cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()
     cfg.intercom_sip_port = addr.port();
     cfg.sip_domain = Some(sim.domain().to_owned());
     cfg.advertise_address.get_or_insert(addr.ip());
+    // Ring pictures and clips: a temp folder unless clip_dir was set (/media/c300x is the add-on's).
+    if cfg.clip_dir == Config::default().clip_dir {
+        cfg.clip_dir = std::env::temp_dir().join("c300x-bridge-demo");
+    }
     // The page's "ring the doorbell" button presses the simulated panel.
     let (ring_tx, mut ring_rx) = tokio::sync::mpsc::unbounded_channel::<u8>();
     let sim = std::sync::Arc::new(sim);
@@ -390,10 +394,14 @@ fn demo_steps(cfg: &Config) -> Vec<String> {
             "  1. open http://{host}:{}/ and press \"Watch live\": the bridge calls the simulated panel and plays its camera",
             cfg.http_port
         ),
-        "  2. press \"Ring the doorbell (demo)\": the page shows the ring; \"Answer ring\" and \"Unlock\" act on it".to_owned(),
+        "  2. press \"Ring the doorbell (demo)\": the page shows the ring with its picture; \"Answer\", \"Reject\" and \"Unlock\" act on it".to_owned(),
         format!(
             "  3. or play rtsp://{host}:{}/{panel} with `ffplay -rtsp_transport tcp` or `mpv`",
             cfg.rtsp_port
+        ),
+        format!(
+            "  4. ring pictures (and clips, with ring_clip_seconds) are kept in {}",
+            cfg.clip_dir.display()
         ),
         "Press Ctrl-C to stop.".to_owned(),
     ]

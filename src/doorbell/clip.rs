@@ -106,6 +106,9 @@ pub struct ClipWriter<W: Write + Seek> {
     last_frame_90k: u64,
     video_end: u64,
     audio_end: u64,
+    /// Clip time (samples) of the first audio written: the track's duration is its span (a
+    /// track may start after the video, e.g. the silence of a ring preview).
+    audio_start: Option<u64>,
     sequence: u32,
     video_frames: u64,
     audio_frames: u64,
@@ -133,6 +136,7 @@ impl<W: Write + Seek> ClipWriter<W> {
             last_frame_90k: DEFAULT_FRAME_90K,
             video_end: 0,
             audio_end: 0,
+            audio_start: None,
             sequence: 0,
             video_frames: 0,
             audio_frames: 0,
@@ -269,6 +273,9 @@ impl<W: Write + Seek> ClipWriter<W> {
         self.bytes += fragment.len() as u64;
         self.video_frames += self.video.len() as u64;
         self.video_end = end;
+        if let Some(first) = self.audio[..cut].first() {
+            self.audio_start.get_or_insert(first.rel);
+        }
         if let Some(last) = self.audio[..cut].last() {
             self.audio_end = last.rel + u64::from(last.duration);
         }
@@ -290,7 +297,7 @@ impl<W: Write + Seek> ClipWriter<W> {
         }
         let durations = Durations {
             video_90k: self.video_end,
-            audio_samples: self.audio_end,
+            audio_samples: self.audio_end - self.audio_start.unwrap_or(0).min(self.audio_end),
         };
         let init = init(&self.tracks, self.asc.as_ref(), durations)?;
         if init.len() != self.init_len {

@@ -99,6 +99,17 @@ pub enum RingOutcome {
 }
 
 impl RingOutcome {
+    /// The snake_case name (`answered_here`, …), as in the ring's `.json` and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::AnsweredHere => "answered_here",
+            Self::AnsweredElsewhere => "answered_elsewhere",
+            Self::Rejected => "rejected",
+            Self::Missed => "missed",
+        }
+    }
+
     /// The doorbell event type that announces this outcome (`None` while pending).
     pub fn event_type(self) -> Option<&'static str> {
         match self {

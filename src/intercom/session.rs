@@ -1,7 +1,8 @@
 //! `Intercom`: SIP + media joined into calls the rest of the bridge can use, and the commands
 //! sent as SIP MESSAGE with OpenWebNet bodies (c300x-protocol.md §4, §7, §8).
-//! A `MediaCall` is one SIP dialog (a view call we placed, or a ring we answered) plus its SRTP
-//! sockets; dropping it ends the media, and `hangup` sends the BYE.
+//! A `MediaCall` is one SIP dialog (a view call we placed, a ring we answered, or a ring we
+//! preview with early media after our 183) plus its SRTP sockets; dropping it ends the media,
+//! and `hangup` sends the BYE (a preview has no dialog of ours to end: the ring goes on).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +36,8 @@ pub enum IntercomError {
         #[source]
         source: SdpError,
     },
+    #[error("call {call_id} is not a ring preview: nothing to answer")]
+    NotAPreview { call_id: String },
     #[error("cannot resolve intercom_host `{host}`: {detail}")]
     Resolve { host: String, detail: String },
     #[error("lock `{lock}`: the unlock was accepted but the release {release} failed: {source}")]
@@ -104,9 +107,22 @@ impl Events {
     }
 }
 
+/// How long after the ring's INVITE the 183 goes out (memphi2/ha-bticino-c300x waits about
+/// 300 ms after its 180, c300x-protocol.md §7); the sockets are bound before the wait.
+pub const PREVIEW_DELAY: Duration = Duration::from_millis(300);
+
 enum Dialog {
     View(ViewCall),
     Ring(AnsweredCall),
+    Preview(Preview),
+}
+
+/// A ring we sent 183 to: what the answer needs (same ports and keys, audio sendrecv).
+struct Preview {
+    call_id: String,
+    sip: SipHandle,
+    answer_sdp: String,
+    ended: watch::Receiver<Option<EndReason>>,
 }
 
 /// One call with the intercom and its running media.
@@ -227,6 +243,38 @@ impl Intercom {
         MediaCall::start(Dialog::Ring(call), offer, &local, sockets, out).await
     }
 
+    /// A ring's silent preview (c300x-protocol.md §7): sockets bound, then — [`PREVIEW_DELAY`]
+    /// after the INVITE — `183 Session Progress` with our SDP (audio `a=inactive`, video
+    /// `recvonly`, our keys). Media is decrypted with the keys of the INVITE's offer (§4.3); we
+    /// send RTCP but no audio. Never a 200: [`MediaCall::answer_preview`] does that on request.
+    pub async fn preview_ring(
+        &self,
+        ring: &IncomingRing,
+        out: mpsc::Sender<MediaPacket>,
+    ) -> Result<MediaCall, IntercomError> {
+        let offer =
+            sdp::parse_remote(ring.offer_sdp.as_bytes()).map_err(|source| IntercomError::Sdp {
+                call_id: ring.call_id.clone(),
+                source,
+            })?;
+        let (sockets, local) = self.local_media()?;
+        let session = u64::from(rand::random::<u32>());
+        let early = sdp::ring_answer(session, &local, &offer, false);
+        let answer_sdp = sdp::ring_answer(session, &local, &offer, true);
+        let since = ring.at.elapsed().unwrap_or_default();
+        if let Some(wait) = PREVIEW_DELAY.checked_sub(since) {
+            tokio::time::sleep(wait).await;
+        }
+        let ended = self.sip.early_media(&ring.call_id, early).await?;
+        let preview = Preview {
+            call_id: ring.call_id.clone(),
+            sip: self.sip.clone(),
+            answer_sdp,
+            ended,
+        };
+        MediaCall::start(Dialog::Preview(preview), offer, &local, sockets, out).await
+    }
+
     /// Opens a door: `*8*19*W##`, then after the lock's pulse `*8*20*W##` (§8). Ok only when
     /// the intercom answered both MESSAGEs with 2xx.
     pub async fn unlock(&self, lock: &Lock) -> Result<(), IntercomError> {
@@ -292,12 +340,14 @@ impl MediaCall {
         let call_id = match &dialog {
             Dialog::View(c) => c.call_id.clone(),
             Dialog::Ring(c) => c.call_id.clone(),
+            Dialog::Preview(p) => p.call_id.clone(),
         };
+        let send_audio = !matches!(dialog, Dialog::Preview(_));
         // The audio may come from another address than the video (separate c= lines).
         if remote.audio.ip != remote.video.ip {
             tracing::warn!(%call_id, audio = %remote.audio.ip, video = %remote.video.ip, "audio and video from different addresses; using the video one");
         }
-        match CallMedia::start(sockets, endpoint, out) {
+        match CallMedia::start_with(sockets, endpoint, out, send_audio) {
             Ok(media) => Ok(Self {
                 call_id,
                 remote,
@@ -308,6 +358,7 @@ impl MediaCall {
                 match dialog {
                     Dialog::View(c) => c.hangup().await,
                     Dialog::Ring(c) => c.hangup().await,
+                    Dialog::Preview(_) => {}
                 }
                 Err(e.into())
             }
@@ -338,15 +389,49 @@ impl MediaCall {
         match &self.dialog {
             Dialog::View(c) => c.end_reason(),
             Dialog::Ring(c) => c.end_reason(),
+            Dialog::Preview(p) => *p.ended.borrow(),
         }
     }
 
-    /// Fires when the call ends from the other side (remote BYE, connection lost, shutdown).
+    /// Fires when the call ends from the other side (remote BYE, connection lost, shutdown;
+    /// for a preview: the ring ended without our 200).
     pub fn ended_watch(&self) -> watch::Receiver<Option<EndReason>> {
         match &self.dialog {
             Dialog::View(c) => c.ended_watch(),
             Dialog::Ring(c) => c.ended_watch(),
+            Dialog::Preview(p) => p.ended.clone(),
         }
+    }
+
+    /// Whether this is a ring's silent preview (not answered yet).
+    pub fn is_preview(&self) -> bool {
+        matches!(self.dialog, Dialog::Preview(_))
+    }
+
+    /// Answers the previewed ring: `200 OK` with the ports and keys of our 183 (audio now
+    /// sendrecv), waiting for the ACK. The future owns what it needs, so the call keeps
+    /// streaming meanwhile; hand its result to [`Self::promote`] — no new sockets, no media gap.
+    pub fn answer_preview(
+        &self,
+    ) -> impl std::future::Future<Output = Result<AnsweredCall, IntercomError>> + Send + 'static
+    {
+        let preview = match &self.dialog {
+            Dialog::Preview(p) => Some((p.sip.clone(), p.call_id.clone(), p.answer_sdp.clone())),
+            _ => None,
+        };
+        let call_id = self.call_id.clone();
+        async move {
+            let Some((sip, call_id, sdp)) = preview else {
+                return Err(IntercomError::NotAPreview { call_id });
+            };
+            Ok(sip.answer_ring(&call_id, sdp).await?)
+        }
+    }
+
+    /// The preview became the answered call: its dialog from now on, and our audio on.
+    pub fn promote(&mut self, answered: AnsweredCall) {
+        self.dialog = Dialog::Ring(answered);
+        self.media.set_audio_sending(true);
     }
 
     /// Stops the media and sends BYE (a BYE that fails or takes too long counts as done).
@@ -355,6 +440,8 @@ impl MediaCall {
         match self.dialog {
             Dialog::View(c) => c.hangup().await,
             Dialog::Ring(c) => c.hangup().await,
+            // The ring stays with the other phones; only our early media stops.
+            Dialog::Preview(_) => {}
         }
     }
 }

@@ -1,11 +1,15 @@
 //! The bridge's MQTT behaviour once connected: (re)publishes discovery and every state after each
-//! connect and on HA's birth, turns intercom and hub news into states and doorbell events, and
-//! acts on commands — only from our command topics, never a retained one (no unlock replay).
-//! Commands that take time run in small tasks that report states back through one channel.
+//! connect and on HA's birth, turns intercom and hub news into states, and acts on commands —
+//! only from our command topics, never a retained one (no unlock replay). Commands that take
+//! time run in small tasks that report states back through one channel. The doorbell (events,
+//! ring picture, Ringing, ring buttons, indoor ringer) is in `bridge/doorbell.rs`.
+
+mod doorbell;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use bytes::Bytes;
 use rumqttc::{AsyncClient, Publish, QoS};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -14,9 +18,10 @@ use super::Conn;
 use super::discovery::{self, EntityConfig, Site, on_off};
 use super::topics::{Button, CommandTarget, Topics};
 use crate::config::Config;
+use crate::doorbell::Doorbell;
 use crate::homeassistant::CameraWatch;
 use crate::intercom::Intercom;
-use crate::intercom::sip::{RegistrationState, RingEndReason, RingEvent};
+use crate::intercom::sip::RegistrationState;
 use crate::media::hub::{HubStatus, StreamHub};
 use crate::proto::openwebnet;
 
@@ -26,15 +31,10 @@ const LOCKED_AFTER: Duration = Duration::from_secs(2);
 const JAMMED_FOR: Duration = Duration::from_secs(10);
 /// The staircase light's press → release time.
 const STAIRCASE_PULSE: Duration = Duration::from_secs(1);
-/// A ring the unit CANCELs after this long was not answered anywhere: the unit gives up after
-/// about 30 s (c300x-protocol.md §7). Shorter CANCELs (answered elsewhere, visitor left) are
-/// not reported as missed: over SIP the two cannot be told apart.
-const MISSED_AFTER: Duration = Duration::from_secs(25);
 
 /// News from command and hub tasks.
 enum Update {
     State { topic: String, payload: String },
-    Event { topic: String, payload: String },
     LockIdle(usize),
     Hub(usize, Box<HubStatus>),
 }
@@ -46,6 +46,7 @@ pub(super) fn retained_state_topics(cfg: &Config, topics: &Topics) -> Vec<String
         topics.ringing(),
         topics.last_ring(),
         topics.voicemail_state(),
+        topics.ringer_state(),
     ];
     for l in &cfg.locks {
         out.push(topics.lock_state(&l.name));
@@ -59,6 +60,8 @@ pub(super) fn retained_state_topics(cfg: &Config, topics: &Topics) -> Vec<String
             topics.snapshot_url(&p.name),
             topics.camera_setup(&p.name),
             topics.camera_setup_attributes(&p.name),
+            topics.panel_ringing(&p.name),
+            topics.ring_image(&p.name),
         ]);
     }
     out
@@ -68,22 +71,27 @@ pub(super) struct Bridge {
     client: AsyncClient,
     topics: Topics,
     cfg: Config,
+    site: Site,
     intercom: Intercom,
     hubs: Vec<StreamHub>,
     camera: CameraWatch,
+    doorbell: Option<Doorbell>,
     configs: Vec<EntityConfig>,
     commands: HashMap<String, CommandTarget>,
     /// The current retained states, topic → payload: re-published after every (re)connect.
     states: BTreeMap<String, String>,
+    /// The last ring's JPEG per panel (retained raw bytes), re-published likewise.
+    images: BTreeMap<String, Bytes>,
+    /// Clips of recent rings, for the events that follow them.
+    clips: doorbell::Clips,
     connected: bool,
     locks_busy: HashSet<usize>,
-    /// Ring call-id → when it started (to tell a missed ring, see `MISSED_AFTER`).
-    rings: HashMap<String, SystemTime>,
     updates_tx: mpsc::Sender<Update>,
     updates_rx: mpsc::Receiver<Update>,
 }
 
 impl Bridge {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         client: AsyncClient,
         topics: Topics,
@@ -92,6 +100,7 @@ impl Bridge {
         intercom: Intercom,
         hubs: Vec<StreamHub>,
         camera: CameraWatch,
+        doorbell: Option<Doorbell>,
     ) -> Self {
         let configs = discovery::entity_configs(&cfg, &topics, &site);
         let commands = topics.commands(&cfg).into_iter().collect();
@@ -112,8 +121,17 @@ impl Bridge {
         for (topic, payload) in discovery::camera_setup_states(&topics, &camera.get()) {
             states.insert(topic, payload);
         }
-        let ringing = intercom.events().ringing().is_some();
-        states.insert(topics.ringing(), on_off(ringing).to_owned());
+        for p in &cfg.panels {
+            let ringing = doorbell
+                .as_ref()
+                .is_some_and(|d| d.pending(&p.name).is_some());
+            states.insert(topics.panel_ringing(&p.name), on_off(ringing).to_owned());
+        }
+        // Unknown until the unit answers the status query (it may never: unverified over SIP).
+        states.insert(
+            topics.ringer_state(),
+            discovery::ringer_state(None).to_owned(),
+        );
         if let Some(at) = intercom.events().last_ring() {
             states.insert(topics.last_ring(), discovery::rfc3339(at));
         }
@@ -122,15 +140,18 @@ impl Bridge {
             client,
             topics,
             cfg,
+            site,
             intercom,
             hubs,
             camera,
+            doorbell,
             configs,
             commands,
             states,
+            images: BTreeMap::new(),
+            clips: doorbell::Clips::default(),
             connected: false,
             locks_busy: HashSet::new(),
-            rings: HashMap::new(),
             updates_tx,
             updates_rx,
         }
@@ -138,7 +159,7 @@ impl Bridge {
 
     pub(super) async fn run(mut self, mut conn: mpsc::Receiver<Conn>, shutdown: CancellationToken) {
         let mut registration = self.intercom.sip().registration();
-        let mut rings = self.intercom.sip().rings();
+        let mut bell = self.doorbell.as_ref().map(Doorbell::events);
         let mut messages = self.intercom.sip().messages();
         let reg = registration.borrow_and_update().clone();
         self.on_registration(&reg).await;
@@ -175,16 +196,20 @@ impl Bridge {
                     let reg = registration.borrow_and_update().clone();
                     self.on_registration(&reg).await;
                 }
-                ring = rings.recv() => match ring {
-                    Ok(r) => self.on_ring(r).await,
-                    Err(broadcast::error::RecvError::Lagged(n)) => tracing::warn!(missed = n, "MQTT: ring events lagged"),
-                    Err(broadcast::error::RecvError::Closed) => break,
+                ev = doorbell::next(&mut bell) => match ev {
+                    Ok(ev) => self.on_doorbell(ev).await,
+                    Err(broadcast::error::RecvError::Lagged(n)) => tracing::warn!(missed = n, "MQTT: doorbell events lagged"),
+                    Err(broadcast::error::RecvError::Closed) => bell = None,
                 },
                 msg = messages.recv() => match msg {
                     Ok(m) => {
                         if let Ok(status) = openwebnet::AswmStatus::parse(&m.body) {
                             let topic = self.topics.voicemail_state();
                             self.set_state(topic, on_off(status.enabled)).await;
+                        }
+                        if let openwebnet::Frame::RingerStatus { muted } = openwebnet::Frame::parse(&m.body) {
+                            let topic = self.topics.ringer_state();
+                            self.set_state(topic, discovery::ringer_state(Some(muted))).await;
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
@@ -196,12 +221,17 @@ impl Bridge {
     }
 
     async fn publish(&self, topic: &str, retain: bool, payload: &str) {
+        self.publish_bytes(topic, retain, payload.as_bytes().to_vec())
+            .await;
+    }
+
+    async fn publish_bytes(&self, topic: &str, retain: bool, payload: Vec<u8>) {
         if !self.connected {
             return;
         }
         if let Err(e) = self
             .client
-            .publish(topic, QoS::AtLeastOnce, retain, payload.as_bytes().to_vec())
+            .publish(topic, QoS::AtLeastOnce, retain, payload)
             .await
         {
             tracing::warn!(topic, "MQTT publish failed: {e}");
@@ -234,11 +264,19 @@ impl Bridge {
     async fn publish_all(&self) {
         self.publish(&self.topics.availability(), true, "online")
             .await;
+        // Entities of earlier versions that are gone, and their retained state.
+        for topic in discovery::retired_config_topics(&self.topics) {
+            self.publish(&topic, true, "").await;
+        }
+        self.publish(&self.topics.ringing(), true, "").await;
         for c in &self.configs {
             self.publish(&c.topic, true, &c.payload.to_string()).await;
         }
         for (topic, payload) in &self.states {
             self.publish(topic, true, payload).await;
+        }
+        for (topic, jpeg) in &self.images {
+            self.publish_bytes(topic, true, jpeg.to_vec()).await;
         }
         tracing::debug!(
             configs = self.configs.len(),
@@ -253,63 +291,25 @@ impl Bridge {
         let was = self.states.get(&topic).map(String::as_str) == Some("ON");
         self.set_state(topic, on_off(registered)).await;
         if registered && !was {
-            // The voicemail switch's state: the unit answers with a MESSAGE (see `run`).
+            // The voicemail and ringer switches' states: the unit answers with a MESSAGE (see
+            // `run`); nothing comes back from a unit that does not do it over SIP.
             let intercom = self.intercom.clone();
             tokio::spawn(async move {
-                if let Err(e) = intercom
-                    .sip()
-                    .message(openwebnet::ASWM_STATUS_REQUEST)
-                    .await
-                {
-                    tracing::debug!("GetAswmStatus!: {e}");
+                for query in [
+                    openwebnet::ASWM_STATUS_REQUEST,
+                    openwebnet::RINGER_STATUS_REQUEST,
+                ] {
+                    if let Err(e) = intercom.sip().message(query).await {
+                        tracing::debug!("{query}: {e}");
+                    }
                 }
             });
-        }
-    }
-
-    async fn on_ring(&mut self, ring: RingEvent) {
-        // Which panel rang is not in the doorbell INVITE (c300x-protocol.md §7): rings are
-        // attributed to the first configured panel.
-        let Some(panel) = self.cfg.panels.first().cloned() else {
-            return;
-        };
-        match ring {
-            RingEvent::Incoming(r) => {
-                self.rings.insert(r.call_id.clone(), r.at);
-                let payload = discovery::doorbell_event("ring", &panel, r.at);
-                self.publish(&self.topics.doorbell(&panel.name), false, &payload)
-                    .await;
-                self.set_state(self.topics.ringing(), "ON").await;
-                self.set_state(self.topics.last_ring(), &discovery::rfc3339(r.at))
-                    .await;
-            }
-            RingEvent::Ended(e) => {
-                let started = self.rings.remove(&e.call_id);
-                self.set_state(self.topics.ringing(), "OFF").await;
-                let long = started
-                    .and_then(|at| at.elapsed().ok())
-                    .is_some_and(|d| d >= MISSED_AFTER);
-                let missed = match e.reason {
-                    RingEndReason::Timeout => true,
-                    RingEndReason::Cancelled => long,
-                    RingEndReason::Rejected
-                    | RingEndReason::ConnectionLost
-                    | RingEndReason::Answered
-                    | RingEndReason::AnswerFailed => false,
-                };
-                if missed {
-                    let payload = discovery::doorbell_event("missed", &panel, SystemTime::now());
-                    self.publish(&self.topics.doorbell(&panel.name), false, &payload)
-                        .await;
-                }
-            }
         }
     }
 
     async fn on_update(&mut self, u: Update) {
         match u {
             Update::State { topic, payload } => self.set_state(topic, &payload).await,
-            Update::Event { topic, payload } => self.publish(&topic, false, &payload).await,
             Update::LockIdle(i) => {
                 self.locks_busy.remove(&i);
             }
@@ -386,6 +386,7 @@ impl Bridge {
                 "ON" | "OFF" => self.voicemail(payload == "ON"),
                 _ => unknown(),
             },
+            CommandTarget::Doorbell(c) => self.on_doorbell_command(c, topic, payload),
         }
     }
 
@@ -424,11 +425,7 @@ impl Bridge {
     }
 
     fn press(&self, button: Button) {
-        let (intercom, hubs, tx) = (
-            self.intercom.clone(),
-            self.hubs.clone(),
-            self.updates_tx.clone(),
-        );
+        let (intercom, hubs) = (self.intercom.clone(), self.hubs.clone());
         match button {
             Button::StaircaseLight => {
                 tokio::spawn(async move {
@@ -437,42 +434,6 @@ impl Bridge {
                     }
                 });
             }
-            Button::Answer => {
-                let Some(ring) = intercom.events().ringing() else {
-                    tracing::info!("answer pressed, but nothing is ringing");
-                    return;
-                };
-                // Rings belong to the first panel (see `on_ring`): its hub takes the call.
-                let (Some(hub), Some(panel)) =
-                    (hubs.first().cloned(), self.cfg.panels.first().cloned())
-                else {
-                    return;
-                };
-                let (doorbell, ringing) =
-                    (self.topics.doorbell(&panel.name), self.topics.ringing());
-                tokio::spawn(async move {
-                    match hub.answer_ring(ring).await {
-                        Ok(()) => {
-                            let payload =
-                                discovery::doorbell_event("answered", &panel, SystemTime::now());
-                            let _ = tx
-                                .send(Update::Event {
-                                    topic: doorbell,
-                                    payload,
-                                })
-                                .await;
-                            let _ = tx
-                                .send(Update::State {
-                                    topic: ringing,
-                                    payload: "OFF".into(),
-                                })
-                                .await;
-                        }
-                        Err(e) => tracing::warn!("answering the ring failed: {e}"),
-                    }
-                });
-            }
-            Button::HangUp => hubs.iter().for_each(StreamHub::hang_up),
             Button::RestartCall => {
                 // Hang up where a call runs; viewers still there get a fresh call from the hub.
                 for hub in &hubs {

@@ -17,8 +17,6 @@ pub const DEVICE_NAME: &str = "BTicino C300X";
 /// HA's `event_types` for the doorbell: `ring` is required for doorbells from 2027.4 on.
 /// `answered`: by us or elsewhere; `missed`: ended unanswered; `ended`: the answered call is over.
 pub const EVENT_TYPES: [&str; 4] = ["ring", "answered", "missed", "ended"];
-/// `binary_sensor` Ringing turns itself off after this long without news (a lost ring end).
-pub const RINGING_OFF_DELAY_S: u64 = 30;
 
 /// What the payloads need beyond `Config`: where users reach our servers, and our version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +87,6 @@ pub fn entity_configs(cfg: &Config, topics: &Topics, site: &Site) -> Vec<EntityC
         out.push(b.call(p));
     }
     out.push(b.sip_registered());
-    out.push(b.ringing());
     for p in &cfg.panels {
         out.push(b.viewers(p));
         out.push(b.rtsp_url(p));
@@ -97,9 +94,21 @@ pub fn entity_configs(cfg: &Config, topics: &Topics, site: &Site) -> Vec<EntityC
         out.push(b.camera_setup(p));
     }
     out.push(b.last_ring());
-    // The doorbell moment's entities (image "Last ring", per-panel Ringing and ring buttons,
-    // Indoor ringer) are built by `doorbell_entity_configs`; phase 2 of issue 16 publishes them.
+    // The doorbell moment (issue 16): image "Last ring", per-panel Ringing and ring buttons,
+    // Indoor ringer.
+    out.extend(doorbell_entity_configs(cfg, topics, site));
     out
+}
+
+/// Discovery topics of entities earlier versions published and this one no longer does (the
+/// device-level Ringing sensor and Answer / Hang up buttons, replaced per panel): an empty
+/// retained payload on each makes Home Assistant delete them.
+pub fn retired_config_topics(topics: &Topics) -> Vec<String> {
+    vec![
+        topics.config("binary_sensor", "ringing"),
+        topics.config("button", "answer"),
+        topics.config("button", "hang_up"),
+    ]
 }
 
 struct Builder<'a> {
@@ -189,8 +198,6 @@ impl Builder<'_> {
     fn button(&self, button: Button) -> EntityConfig {
         let (name, extra) = match button {
             Button::StaircaseLight => ("Staircase light", json!({"icon": "mdi:stairs"})),
-            Button::Answer => ("Answer ring", json!({"icon": "mdi:phone"})),
-            Button::HangUp => ("Hang up", json!({"icon": "mdi:phone-hangup"})),
             Button::RestartCall => (
                 "Restart call",
                 json!({"device_class": "restart", "entity_category": "diagnostic"}),
@@ -252,19 +259,6 @@ impl Builder<'_> {
         )
     }
 
-    fn ringing(&self) -> EntityConfig {
-        self.entity(
-            "binary_sensor",
-            "ringing".to_owned(),
-            "Ringing",
-            json!({
-                "state_topic": self.topics.ringing(),
-                "off_delay": RINGING_OFF_DELAY_S,
-                "icon": "mdi:bell-ring",
-            }),
-        )
-    }
-
     fn viewers(&self, p: &Panel) -> EntityConfig {
         self.entity(
             "sensor",
@@ -321,11 +315,12 @@ impl Builder<'_> {
         )
     }
 
+    /// "Last ring time": the image entity is "Last ring".
     fn last_ring(&self) -> EntityConfig {
         self.entity(
             "sensor",
             "last_ring".to_owned(),
-            "Last ring",
+            "Last ring time",
             json!({
                 "device_class": "timestamp",
                 "entity_category": "diagnostic",
@@ -369,18 +364,6 @@ pub fn camera_setup_states(topics: &Topics, cameras: &[PanelCamera]) -> Vec<(Str
 /// `ON` / `OFF`, the default payloads of `switch` and `binary_sensor`.
 pub fn on_off(on: bool) -> &'static str {
     if on { "ON" } else { "OFF" }
-}
-
-/// A doorbell `event` payload: `{"event_type":"ring","panel":"…","devaddr":20,"time":"…"}`.
-/// Extra keys become event attributes in HA.
-pub fn doorbell_event(event_type: &str, panel: &Panel, at: SystemTime) -> String {
-    json!({
-        "event_type": event_type,
-        "panel": panel.name,
-        "devaddr": panel.devaddr,
-        "time": rfc3339(at),
-    })
-    .to_string()
 }
 
 /// UTC RFC 3339 with seconds (`2024-03-01T12:00:05+00:00`), as HA's timestamp sensor parses it.

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Secret};
+use crate::doorbell::Doorbell;
 use crate::homeassistant::CameraWatch;
 use crate::intercom::Intercom;
 use crate::media::hub::StreamHub;
@@ -34,6 +35,9 @@ pub enum MqttError {
     #[error("MQTT broker {broker}: {detail}")]
     Broker { broker: String, detail: String },
 }
+
+/// Largest MQTT packet we send or take (a ring's JPEG is 10–60 KiB; mosquitto allows 256 MiB).
+const MAX_PACKET: usize = 1 << 20;
 
 /// How to reach the broker. `Debug` masks the password.
 #[derive(Debug, Clone)]
@@ -97,7 +101,11 @@ impl MqttSettings {
     /// TLS when asked (and built in).
     fn options(&self, client_id: String) -> Result<MqttOptions, MqttError> {
         let mut opts = MqttOptions::new(client_id, self.host.clone(), self.port);
-        opts.set_keep_alive(self.keep_alive).set_clean_session(true);
+        // rumqttc's 10 KiB default is too small for a ring picture (raw JPEG on the image topic):
+        // a larger publish fails and drops the connection.
+        opts.set_keep_alive(self.keep_alive)
+            .set_clean_session(true)
+            .set_max_packet_size(MAX_PACKET, MAX_PACKET);
         if let Some(user) = &self.user {
             let password = self.password.as_ref().map(Secret::expose).unwrap_or("");
             opts.set_credentials(user.clone(), password.to_owned());
@@ -120,6 +128,7 @@ pub async fn run(
     intercom: Intercom,
     hubs: Vec<StreamHub>,
     camera: CameraWatch,
+    doorbell: Option<Doorbell>,
     shutdown: CancellationToken,
 ) {
     let topics = match Topics::from_config(&cfg) {
@@ -167,6 +176,7 @@ pub async fn run(
         intercom,
         hubs,
         camera,
+        doorbell,
     )
     .run(conn_rx, shutdown)
     .await;
@@ -260,6 +270,7 @@ pub async fn remove_device(settings: &MqttSettings, cfg: &Config) -> Result<(), 
         .into_iter()
         .map(|c| c.topic)
         .collect();
+    clear.extend(discovery::retired_config_topics(&topics));
     clear.extend(bridge::retained_state_topics(cfg, &topics));
     clear.push(topics.availability());
     let opts = settings.options(format!("c300x-bridge-{}-remove", topics.node))?;

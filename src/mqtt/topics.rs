@@ -24,10 +24,11 @@ pub enum CommandTarget {
     Button(Button),
     Streaming(usize),
     Voicemail,
+    Doorbell(DoorbellCommand),
 }
 
-/// What the per-panel ring buttons do (issue 16; wired in phase 2, replacing `Button::Answer`
-/// and `Button::HangUp`).
+/// What the per-panel ring buttons do (issue 16; they replaced the device-level Answer and
+/// Hang up buttons).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RingAction {
     /// 200 with our SDP: take the pending ring (the other phones stop ringing).
@@ -61,29 +62,20 @@ pub enum DoorbellCommand {
     Ringer,
 }
 
-/// The device-level buttons.
+/// The device-level buttons (answer / hang up / reject are per panel: [`RingAction`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Button {
     StaircaseLight,
-    Answer,
-    HangUp,
     RestartCall,
 }
 
 impl Button {
-    pub const ALL: [Button; 4] = [
-        Button::StaircaseLight,
-        Button::Answer,
-        Button::HangUp,
-        Button::RestartCall,
-    ];
+    pub const ALL: [Button; 2] = [Button::StaircaseLight, Button::RestartCall];
 
     /// The entity key (topic segment and unique-id suffix).
     pub fn key(self) -> &'static str {
         match self {
             Button::StaircaseLight => "staircase_light",
-            Button::Answer => "answer",
-            Button::HangUp => "hang_up",
             Button::RestartCall => "restart_call",
         }
     }
@@ -217,6 +209,7 @@ impl Topics {
         format!("{}/sip_registered", self.base)
     }
 
+    /// The retired device-level Ringing sensor's state (only cleared now).
     pub fn ringing(&self) -> String {
         format!("{}/ringing", self.base)
     }
@@ -288,6 +281,11 @@ impl Topics {
                 .map(|(i, p)| (self.streaming_set(&p.name), CommandTarget::Streaming(i))),
         );
         out.push((self.voicemail_set(), CommandTarget::Voicemail));
+        out.extend(
+            self.doorbell_commands(cfg)
+                .into_iter()
+                .map(|(t, c)| (t, CommandTarget::Doorbell(c))),
+        );
         out
     }
 }
@@ -323,10 +321,13 @@ mod tests {
             ..Config::default()
         };
         let cmds = t.commands(&cfg);
-        assert_eq!(cmds.len(), 1 + 4 + 1 + 1);
+        assert_eq!(cmds.len(), 1 + 2 + 1 + 1 + 3 + 1);
         assert!(cmds.contains(&(
-            "c300x/1234567/button/answer/press".into(),
-            CommandTarget::Button(Button::Answer)
+            "c300x/1234567/panel/doorbell/ring/answer/press".into(),
+            CommandTarget::Doorbell(DoorbellCommand::Ring {
+                panel: 0,
+                action: RingAction::Answer
+            })
         )));
         // A command topic never equals a state topic (we would hear our own states as commands).
         let states = [
@@ -370,10 +371,10 @@ mod tests {
             }
         )));
         assert!(cmds.contains(&("c300x/1234567/ringer/set".into(), DoorbellCommand::Ringer)));
-        // None of them collides with a state topic or an existing command topic.
-        let existing: Vec<String> = t.commands(&cfg).into_iter().map(|(c, _)| c).collect();
+        // All of them are subscribed, each once; none is a state topic.
+        let all = t.commands(&cfg);
         for (topic, _) in &cmds {
-            assert!(!existing.contains(topic), "{topic}");
+            assert_eq!(all.iter().filter(|(c, _)| c == topic).count(), 1, "{topic}");
             assert_ne!(topic, &t.ringer_state());
         }
     }

@@ -59,21 +59,45 @@ pub struct PanelUrls {
 /// The URLs of `panel` on `host` (a name or an IP; IPv6 gets brackets), with the credentials
 /// of [`url_credentials`] percent-encoded into the user part.
 pub fn published_urls(cfg: &Config, host: &str, panel: &Panel) -> PanelUrls {
-    let host = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    };
-    let auth = url_credentials(cfg)
-        .map(|(u, p)| format!("{}:{}@", userinfo(&u), userinfo(&p)))
-        .unwrap_or_default();
-    let http = format!("http://{auth}{host}:{}/api/{}", cfg.http_port, panel.name);
+    let http = published_http_url(cfg, host, &format!("/api/{}", panel.name));
     PanelUrls {
-        rtsp: format!("rtsp://{auth}{host}:{}/{}", cfg.rtsp_port, panel.name),
+        rtsp: format!(
+            "rtsp://{}{}:{}/{}",
+            userinfo_part(cfg),
+            bracketed(host),
+            cfg.rtsp_port,
+            panel.name
+        ),
         snapshot: format!("{http}/snapshot.jpg"),
         mjpeg: format!("{http}/mjpeg"),
         hls: format!("{http}/hls/index.m3u8"),
     }
+}
+
+/// `http://[user:password@]host:http_port<path>`: any other URL the bridge publishes (a ring's
+/// picture in the doorbell event), with the same credentials as [`published_urls`].
+pub fn published_http_url(cfg: &Config, host: &str, path: &str) -> String {
+    format!(
+        "http://{}{}:{}{path}",
+        userinfo_part(cfg),
+        bracketed(host),
+        cfg.http_port
+    )
+}
+
+fn bracketed(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+/// `user:password@` (percent-encoded), or nothing when the bridge is open.
+fn userinfo_part(cfg: &Config) -> String {
+    url_credentials(cfg)
+        .map(|(u, p)| format!("{}:{}@", userinfo(&u), userinfo(&p)))
+        .unwrap_or_default()
 }
 
 /// RFC 3986 §3.2.1 userinfo: unreserved characters as they are, everything else `%XX`.
@@ -113,6 +137,10 @@ mod tests {
             api_token: Some(Secret::new("tok")),
             ..Config::default()
         };
+        assert_eq!(
+            published_http_url(&cfg, "h", "/api/doorbell/rings/1.jpg"),
+            "http://c300x:p%40ss%3Aw%2Frd@h:8080/api/doorbell/rings/1.jpg"
+        );
         let u = published_urls(&cfg, "fd00::5", &panel);
         assert_eq!(
             u.rtsp,

@@ -216,9 +216,17 @@ impl Simulator {
         rx.await.map_err(|_| SimError::Stopped)?
     }
 
-    /// Someone answered elsewhere (or the visitor left): CANCEL every pending ring.
+    /// The unit gives up on every pending ring: CANCEL without a `Reason` (what its ring
+    /// timeout sends; whether a real unit adds one is unverified).
     pub fn cancel_rings(&self) -> Result<(), SimError> {
         self.send(Command::CancelRings)
+    }
+
+    /// Someone answered on a phone the simulator does not model (the app, another SIP user):
+    /// CANCEL every pending ring with `Reason: SIP;cause=200;text="Call completed elsewhere"`,
+    /// as flexisip does towards the other forks (RFC 3326).
+    pub fn answer_elsewhere(&self) -> Result<(), SimError> {
+        self.send(Command::AnswerElsewhere)
     }
 
     /// "Hang up now": BYE on every established call. Returns how many were hung up.

@@ -59,6 +59,13 @@ try {
   }, null, { timeout, polling: 250 });
   await page.click('button[data-action="demo-ring"]');
   await page.waitForSelector("#ring-alert:not([hidden])", { timeout: 15000 });
+  // The ring's picture replaces the alert's icon; the recent rings show it too.
+  result.ringPicture = await page
+    .waitForSelector('[data-slot="ring-snapshot"] img', { timeout: 15000 })
+    .then(() => true, () => false);
+  result.ringThumbs = await page
+    .waitForSelector("#rings .thumb img", { timeout: 5000 })
+    .then(() => page.evaluate(() => document.querySelectorAll("#rings .thumb img").length), () => 0);
   // The call id the API reports must not appear on the page.
   const status = await page.evaluate(() => fetch("api/status").then((r) => r.json()));
   result.callId = status.panels[0].call_id;

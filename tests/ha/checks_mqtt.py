@@ -1,5 +1,6 @@
 """The MQTT side as Home Assistant sees it: the device and every discovered entity, a ring
-changing the doorbell event, lock.unlock reaching the simulator as both OpenWebNet frames."""
+changing the doorbell event, lock.unlock reaching the simulator as both OpenWebNet frames.
+The doorbell's picture, buttons and other event types: checks_doorbell.py."""
 
 import asyncio
 import json
@@ -13,14 +14,17 @@ EXPECTED = {
     "doorbell_doorbell": ("event", "doorbell"),
     "lock_door": ("lock", None),
     "staircase_light": ("button", None),
-    "answer": ("button", None),
-    "hang_up": ("button", None),
     "restart_call": ("button", "restart"),
+    "answer_doorbell": ("button", None),
+    "hang_up_doorbell": ("button", None),
+    "reject_doorbell": ("button", None),
     "streaming_doorbell": ("switch", None),
     "voicemail": ("switch", None),
     "call_doorbell": ("binary_sensor", "running"),
     "sip_registered": ("binary_sensor", "connectivity"),
-    "ringing": ("binary_sensor", None),
+    "ringing_doorbell": ("binary_sensor", None),
+    "last_ring_doorbell": ("image", None),
+    "indoor_ringer": ("switch", None),
     "viewers_doorbell": ("sensor", None),
     "rtsp_url_doorbell": ("sensor", None),
     "snapshot_url_doorbell": ("sensor", None),
@@ -108,9 +112,10 @@ async def ring_and_unlock(ha, control, ids):
               json.dumps({k: a.get(k) for k in ("event_type", "panel", "devaddr", "time")}))
 
     async def ringing_on():
-        return (await ha.states())[ids["ringing"]]["state"] == "on"
+        return (await ha.states())[ids["ringing_doorbell"]]["state"] == "on"
 
     check("ringing binary sensor turns on", await until("ringing", ringing_on, 10, every=0.2))
+    ids["_ring_event"] = e
 
     lock = ids["lock_door"]
     t = time.monotonic()

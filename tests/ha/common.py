@@ -60,6 +60,11 @@ class Ha:
         async with self.s.post(self.base + path, json=body, headers=self.headers) as r:
             return r.status, await r.json(content_type=None)
 
+    async def get_bytes(self, path):
+        """Status, content type and body of a non-JSON resource (an image)."""
+        async with self.s.get(self.base + path, headers=self.headers) as r:
+            return r.status, r.headers.get("Content-Type", ""), await r.read()
+
     async def delete(self, path):
         async with self.s.delete(self.base + path, headers=self.headers) as r:
             return r.status
@@ -126,6 +131,10 @@ class Bridge:
     async def status(self):
         async with self.s.get(self.base + "/api/status") as r:
             return await r.json()
+
+    async def get_bytes(self, path):
+        async with self.s.get(self.base + path) as r:
+            return r.status, r.headers.get("Content-Type", ""), await r.read()
 
     async def camera(self, panel="doorbell"):
         st = await self.status()

@@ -4,7 +4,8 @@ Starts mosquitto and Home Assistant (hasetup.py: ready-made config, 2024.3.3 fro
 2026.2.3 in a trixie chroot), then the bridge harness (`cargo test --test ha`: simulator + the
 whole bridge, configured through C300X_* variables, camera auto-setup pointed at this HA), and
 checks through HA's REST and websocket APIs: every MQTT entity, a ring, an unlock
-(checks_mqtt.py), the Generic Camera the bridge creates, its picture and HLS stream, the call's
+(checks_mqtt.py), the ring's picture on the image entity, the ring buttons and the event types
+(checks_doorbell.py), the Generic Camera the bridge creates, its picture and HLS stream, the call's
 end, restarts and a changed RTSP port (checks_camera.py). One PASS/FAIL/SKIP line per check
 and a summary; exit code 0 only if none failed.
     driver.py --version 2026.2.3 --home ~/.cache/c300x-bridge/ha-2026.2.3-trixie
@@ -24,6 +25,7 @@ import time
 import aiohttp
 
 import checks_camera
+import checks_doorbell
 import checks_mqtt
 import common
 from common import Bridge, Control, Ha, check, log, until
@@ -74,6 +76,7 @@ async def checks(ha_sys, ports, token, control, ha_log):
         ids = await checks_mqtt.entities(ha)
         if ids:
             await checks_mqtt.ring_and_unlock(ha, control, ids)
+            await checks_doorbell.picture_buttons_and_events(ha, bridge, control, ids)
         entry = await checks_camera.created(ha, bridge)
         if entry:
             await checks_camera.picture(ha)
@@ -93,6 +96,7 @@ def harness_env(ports, token):
         "C300X_RTSP_PORT": str(ports["rtsp"]),
         "C300X_HTTP_PORT": str(ports["http"]),
         "C300X_DATA_DIR": ports["data_dir"],
+        "C300X_CLIP_DIR": os.path.join(ports["data_dir"], "clips"),
         "C300X_LINGER_SECONDS": str(LINGER),
         "C300X_ADVERTISE_ADDRESS": "127.0.0.1",
     })

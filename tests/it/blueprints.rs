@@ -85,6 +85,7 @@ fn blueprints_are_valid_and_use_exactly_their_inputs() {
             at,
             attributed: true,
             clip: None,
+            outcome: None,
         },
     ))
     .expect("event json");

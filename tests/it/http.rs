@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use c300x_bridge::config::{Config, Lock, Secret};
+use c300x_bridge::doorbell::{Doorbell, DoorbellSettings, RecorderSettings, RingRecorder};
 use c300x_bridge::media::hub::{HubSettings, StreamHub};
 use c300x_bridge::servers::http::{DemoHooks, HttpState};
 use c300x_bridge::sim::{SimConfig, SimStats, Simulator};
@@ -22,6 +23,8 @@ pub struct Rig {
     pub sim: Simulator,
     pub state: HttpState,
     pub stop: CancellationToken,
+    /// `clip_dir` of the doorbell, when there is one (removed with the rig).
+    pub _clips: Option<tempfile::TempDir>,
 }
 
 pub fn quick_hub() -> HubSettings {
@@ -34,6 +37,11 @@ pub fn quick_hub() -> HubSettings {
 }
 
 pub async fn rig(token: Option<&str>, demo: Option<DemoHooks>) -> Rig {
+    rig_with(token, demo, false).await
+}
+
+/// [`rig`], with the doorbell (ring recorder + `Doorbell`) when `doorbell` is set.
+pub async fn rig_with(token: Option<&str>, demo: Option<DemoHooks>, doorbell: bool) -> Rig {
     let sim = Simulator::start(SimConfig::default()).await.expect("sim");
     let base = config_for(&sim);
     let (intercom, stop) = intercom(&base).await;
@@ -47,11 +55,32 @@ pub async fn rig(token: Option<&str>, demo: Option<DemoHooks>) -> Rig {
         start_timeout: Duration::from_secs(8),
         ..base
     };
-    let hubs = config
+    let hubs: Vec<StreamHub> = config
         .panels
         .iter()
         .map(|p| StreamHub::start(p.clone(), intercom.clone(), quick_hub(), stop.clone()))
         .collect();
+    let (doorbell, clips) = if doorbell {
+        let clips = tempfile::tempdir().expect("tmp");
+        let cfg = Config {
+            clip_dir: clips.path().to_owned(),
+            ..config.clone()
+        };
+        let names: Vec<String> = cfg.panels.iter().map(|p| p.name.clone()).collect();
+        let recorder = RingRecorder::start(RecorderSettings::from_config(&cfg), &names, &stop);
+        let (bell, task) = Doorbell::new(
+            DoorbellSettings::from_config(&cfg),
+            cfg.panels.clone(),
+            hubs.clone(),
+            intercom.clone(),
+            recorder,
+            stop.clone(),
+        );
+        tokio::spawn(task);
+        (Some(bell), Some(clips))
+    } else {
+        (None, None)
+    };
     let state = HttpState {
         hubs,
         intercom,
@@ -59,8 +88,14 @@ pub async fn rig(token: Option<&str>, demo: Option<DemoHooks>) -> Rig {
         demo,
         camera: c300x_bridge::homeassistant::CameraWatch::none(),
         stats: Default::default(),
+        doorbell,
     };
-    Rig { sim, state, stop }
+    Rig {
+        sim,
+        state,
+        stop,
+        _clips: clips,
+    }
 }
 
 pub fn stat(sim: &Simulator, f: impl Fn(&SimStats) -> &std::sync::atomic::AtomicU64) -> u64 {

@@ -4,287 +4,20 @@
 //! `ringing` OFF, broker restart, HA birth, no replay of a retained command, voicemail, clean
 //! offline, and `remove_device`.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+mod harness;
+
 use std::time::{Duration, Instant};
 
-use c300x_bridge::config::{Config, Lock, Panel};
-use c300x_bridge::homeassistant::{CameraWatch, PanelCamera, SETUP_LINK, SetupState};
-use c300x_bridge::intercom::Intercom;
-use c300x_bridge::media::hub::{HubSettings, StreamHub};
-use c300x_bridge::mqtt::{self, MqttSettings};
-use c300x_bridge::sim::{SimConfig, Simulator};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use c300x_bridge::homeassistant::{SETUP_LINK, SetupState};
+use c300x_bridge::mqtt;
+use c300x_bridge::sim::SimConfig;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
-use crate::rig::{config_for, intercom};
+pub use harness::{Broker, Msg, Rig, Watcher, configs};
 
 const T: Duration = Duration::from_secs(10);
 /// Discovery configs for one panel and one lock (see tests/golden/mqtt/).
-const CONFIGS: usize = 16;
-
-/// A mosquitto of our own: `mosquitto -c <tmp>/mosquitto.conf`, killed by PID on drop.
-pub struct Broker {
-    pub port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Broker {
-    pub fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let dir = tempfile::tempdir().expect("tmp");
-        let mut b = Broker {
-            port,
-            dir,
-            child: None,
-        };
-        b.spawn();
-        b
-    }
-
-    fn conf(&self) -> PathBuf {
-        self.dir.path().join("mosquitto.conf")
-    }
-
-    fn spawn(&mut self) {
-        let conf = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest file {}\n",
-            self.port,
-            self.dir.path().join("mosquitto.log").display()
-        );
-        std::fs::write(self.conf(), conf).expect("write conf");
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(self.conf())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto installed (scripts/setup-debian.sh)");
-        self.child = Some(child);
-        let deadline = Instant::now() + T;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Kill (SIGKILL, by PID) and start again on the same port: retained messages are gone.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    pub fn settings(&self) -> MqttSettings {
-        MqttSettings {
-            host: "127.0.0.1".into(),
-            port: self.port,
-            reconnect_min: Duration::from_millis(100),
-            reconnect_max: Duration::from_millis(500),
-            ..MqttSettings::default()
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Msg {
-    pub topic: String,
-    pub payload: String,
-    pub retain: bool,
-    pub at: Instant,
-}
-
-/// A test client subscribed to `#`, recording every message.
-pub struct Watcher {
-    pub client: AsyncClient,
-    log: Arc<Mutex<Vec<Msg>>>,
-    stop: CancellationToken,
-}
-
-impl Watcher {
-    pub async fn start(port: u16, name: &str) -> Self {
-        let mut opts = MqttOptions::new(name, "127.0.0.1", port);
-        opts.set_keep_alive(Duration::from_secs(5))
-            .set_max_packet_size(1 << 20, 1 << 20);
-        let (client, mut eventloop) = AsyncClient::new(opts, 256);
-        client.subscribe("#", QoS::AtLeastOnce).await.expect("sub");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stop = CancellationToken::new();
-        let (l, s) = (log.clone(), stop.clone());
-        tokio::spawn(async move {
-            loop {
-                let ev = tokio::select! {
-                    _ = s.cancelled() => return,
-                    ev = eventloop.poll() => ev,
-                };
-                match ev {
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if let Ok(mut log) = l.lock() {
-                            log.push(Msg {
-                                topic: p.topic.clone(),
-                                payload: String::from_utf8_lossy(&p.payload).into_owned(),
-                                retain: p.retain,
-                                at: Instant::now(),
-                            });
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
-            }
-        });
-        Watcher { client, log, stop }
-    }
-
-    pub fn all(&self) -> Vec<Msg> {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-
-    pub fn on(&self, topic: &str) -> Vec<Msg> {
-        self.all()
-            .into_iter()
-            .filter(|m| m.topic == topic)
-            .collect()
-    }
-
-    /// Waits until `pred` holds for the log.
-    pub async fn wait(&self, what: &str, pred: impl Fn(&[Msg]) -> bool) {
-        let deadline = Instant::now() + T;
-        loop {
-            if pred(&self.all()) {
-                return;
-            }
-            if Instant::now() > deadline {
-                let topics: Vec<String> = self
-                    .all()
-                    .iter()
-                    .map(|m| format!("{} = {}", m.topic, m.payload))
-                    .collect();
-                panic!("timed out waiting for {what}; seen:\n{}", topics.join("\n"));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    pub async fn publish(&self, topic: &str, payload: &str, retain: bool) {
-        self.client
-            .publish(topic, QoS::AtLeastOnce, retain, payload.as_bytes().to_vec())
-            .await
-            .expect("publish");
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-fn configs(msgs: &[Msg]) -> usize {
-    msgs.iter()
-        .filter(|m| m.topic.starts_with("homeassistant/") && m.topic.ends_with("/config"))
-        .count()
-}
-
-/// Simulator + registered intercom + one hub + the MQTT task on `broker`.
-pub struct Rig {
-    pub sim: Simulator,
-    pub cfg: Config,
-    pub intercom: Intercom,
-    pub stop: CancellationToken,
-    pub mqtt_stop: CancellationToken,
-    pub task: tokio::task::JoinHandle<()>,
-    pub hub: StreamHub,
-    /// Drives the camera-setup sensor as `homeassistant::run` would.
-    pub camera: tokio::sync::watch::Sender<Vec<PanelCamera>>,
-    /// `c300x/<id>`.
-    pub base: String,
-    pub node: String,
-}
-
-impl Rig {
-    pub async fn start(broker: &Broker) -> Self {
-        let sim = Simulator::start(SimConfig::default()).await.expect("sim");
-        let mut cfg = config_for(&sim);
-        let (intercom, stop) = intercom(&cfg).await;
-        cfg.locks = vec![Lock {
-            name: "door".into(),
-            where_: 20,
-            pulse: Duration::from_millis(300),
-        }];
-        cfg.panels = vec![Panel {
-            name: "doorbell".into(),
-            devaddr: 20,
-        }];
-        let hub = StreamHub::start(
-            cfg.panels[0].clone(),
-            intercom.clone(),
-            HubSettings::default(),
-            stop.clone(),
-        );
-        let id = c300x_bridge::mqtt::topics::device_id(sim.domain()).expect("id");
-        let mqtt_stop = CancellationToken::new();
-        let (camera, camera_watch) = CameraWatch::channel(&cfg, "127.0.0.1");
-        let task = tokio::spawn(mqtt::run(
-            broker.settings(),
-            cfg.clone(),
-            intercom.clone(),
-            vec![hub.clone()],
-            camera_watch,
-            mqtt_stop.clone(),
-        ));
-        Rig {
-            sim,
-            cfg,
-            intercom,
-            stop,
-            mqtt_stop,
-            task,
-            hub,
-            camera,
-            base: format!("c300x/{id}"),
-            node: format!("c300x_{id}"),
-        }
-    }
-
-    fn t(&self, rest: &str) -> String {
-        format!("{}/{rest}", self.base)
-    }
-
-    fn unlock_frames(&self) -> Vec<String> {
-        self.sim
-            .stats()
-            .message_bodies()
-            .into_iter()
-            .filter(|b| b.starts_with("*8*19*") || b.starts_with("*8*20*"))
-            .collect()
-    }
-
-    async fn stop(self) {
-        self.mqtt_stop.cancel();
-        let _ = tokio::time::timeout(T, self.task).await;
-        self.stop.cancel();
-    }
-}
+pub const CONFIGS: usize = 19;
 
 fn online(topic: String) -> impl Fn(&[Msg]) -> bool {
     move |m| m.iter().any(|m| m.topic == topic && m.payload == "online")
@@ -299,6 +32,13 @@ async fn discovery_is_retained_and_a_ring_becomes_an_event() {
         .wait("states", |m| {
             m.iter()
                 .any(|m| m.topic.ends_with("/sip_registered") && m.payload == "ON")
+        })
+        .await;
+    // The indoor ringer's state comes from the unit's answer to our status query.
+    let ringer = rig.t("ringer");
+    early
+        .wait("the ringer's state", |m| {
+            m.iter().any(|m| m.topic == ringer && m.payload == "ON")
         })
         .await;
     // A client that comes later gets everything from the broker's retained store.
@@ -344,7 +84,7 @@ async fn discovery_is_retained_and_a_ring_becomes_an_event() {
         1
     );
     assert!(ev["time"].as_str().is_some_and(|t| t.ends_with("+00:00")));
-    let ringing = rig.t("ringing");
+    let ringing = rig.t("panel/doorbell/ringing");
     late.wait("ringing ON", |m| {
         m.iter().any(|m| m.topic == ringing && m.payload == "ON")
     })
@@ -553,7 +293,7 @@ async fn a_ring_answered_through_the_hub_turns_ringing_off() {
     let broker = Broker::start();
     let rig = Rig::start(&broker).await;
     let w = Watcher::start(broker.port, "ringing").await;
-    let ringing = rig.t("ringing");
+    let ringing = rig.t("panel/doorbell/ringing");
     let mut rings = rig.intercom.sip().rings();
     let _ring = rig.sim.ring(20).await.expect("ring");
     let incoming = crate::intercom_calls::next_ring(&mut rings).await;

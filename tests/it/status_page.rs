@@ -1,6 +1,7 @@
 //! The status page as a user sees it, in headless Chromium (tests/browser/screens.mjs): at
 //! 1280×900 the camera is left and the controls and rings right, at 390×844 (a phone) one
-//! column without sideways scrolling; a simulated ring shows the ringing alert; no SIP Call-ID
+//! column without sideways scrolling; a simulated ring shows the ringing alert with the ring's
+//! picture (taken from the call being watched) and the recent rings list it; no SIP Call-ID
 //! on the page; "Stop" turns the state into "lingering N s"; the Home Assistant camera box
 //! offers the manual set-up. The PNGs stay in target/test-artifacts/ (CI keeps them).
 
@@ -11,7 +12,7 @@ use c300x_bridge::homeassistant::{CameraWatch, SetupState};
 use c300x_bridge::servers::http::{DemoHooks, run};
 use tokio::net::TcpListener;
 
-use crate::http::rig;
+use crate::http::rig_with;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn screenshots_show_the_ringing_alert_at_desktop_and_phone_sizes() {
@@ -33,7 +34,7 @@ async fn screenshots_show_the_ringing_alert_at_desktop_and_phone_sizes() {
     std::fs::create_dir_all(&artifacts).expect("artifact dir");
 
     let (ring_tx, mut ring_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut rig = rig(None, Some(DemoHooks { ring: ring_tx })).await;
+    let mut rig = rig_with(None, Some(DemoHooks { ring: ring_tx }), true).await;
     // As in `demo` without Home Assistant: the manual set-up is offered.
     let (camera_tx, camera) = CameraWatch::channel(&rig.state.config, "127.0.0.1");
     camera_tx.send_modify(|all| {
@@ -98,6 +99,14 @@ async fn screenshots_show_the_ringing_alert_at_desktop_and_phone_sizes() {
         );
         assert_eq!(layout["overflowX"], false, "{size}: sideways scrolling");
     }
+    assert_eq!(
+        seen["ringPicture"], true,
+        "the ring's picture in the alert: {seen}"
+    );
+    assert!(
+        seen["ringThumbs"].as_u64().is_some_and(|n| n >= 1),
+        "recent rings with their picture: {seen}"
+    );
     assert_eq!(
         seen["wide"]["sideRight"], true,
         "controls right of the camera"

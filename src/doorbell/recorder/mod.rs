@@ -164,6 +164,13 @@ impl RingFeed {
     }
 }
 
+/// The hub's ring tap is the recorder's feed.
+impl crate::media::hub::FrameSink for RingFeed {
+    fn push(&mut self, frame: Frame) -> bool {
+        RingFeed::push(self, frame)
+    }
+}
+
 impl RingRecorder {
     /// Starts the recorder; the history of `panels` is read back from disk in the background.
     /// `shutdown` (the bridge's) stops it too.

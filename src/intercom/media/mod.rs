@@ -8,7 +8,7 @@ mod stream;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -199,6 +199,8 @@ pub(crate) struct Shared {
     last_packet: AtomicU64,
     /// `1 << 32 | ssrc` once known; 0 = unknown.
     video_ssrc: AtomicU64,
+    /// No audio RTP from us (a ring's silent preview: our 183 said `a=inactive`); RTCP goes on.
+    audio_muted: AtomicBool,
 }
 
 impl Shared {
@@ -254,6 +256,17 @@ impl CallMedia {
         sockets: CallSockets,
         remote: RemoteEndpoint,
         out: mpsc::Sender<MediaPacket>,
+    ) -> Result<Self, MediaError> {
+        Self::start_with(sockets, remote, out, true)
+    }
+
+    /// [`Self::start`], with our audio RTP off when `send_audio` is false (a silent preview);
+    /// [`Self::set_audio_sending`] turns it on once the call is answered.
+    pub fn start_with(
+        sockets: CallSockets,
+        remote: RemoteEndpoint,
+        out: mpsc::Sender<MediaPacket>,
+        send_audio: bool,
     ) -> Result<Self, MediaError> {
         let CallSockets { audio, video, .. } = sockets;
         let (audio_port, video_port) = (audio.port(), video.port());
@@ -312,6 +325,7 @@ impl CallMedia {
             keyframes_seen: AtomicU64::new(0),
             last_packet: AtomicU64::new(0),
             video_ssrc: AtomicU64::new(0),
+            audio_muted: AtomicBool::new(!send_audio),
         });
         let keyframe = Arc::new(Notify::new());
         let tasks = [audio_params, video_params]
@@ -340,6 +354,11 @@ impl CallMedia {
 
     pub fn stats(&self) -> MediaStats {
         self.shared.snapshot()
+    }
+
+    /// Starts (or stops) our audio RTP: silence now, talkback later.
+    pub fn set_audio_sending(&self, on: bool) {
+        self.shared.audio_muted.store(!on, Ordering::Relaxed);
     }
 
     pub fn audio_port(&self) -> u16 {

@@ -278,6 +278,11 @@ impl StreamTask {
     }
 
     async fn send_silence(&mut self) {
+        if self.shared.audio_muted.load(Ordering::Relaxed) {
+            // Time passes for the receiver's jitter buffer; the sequence does not (no loss).
+            self.ts = self.ts.wrapping_add(SILENCE_TS_STEP);
+            return;
+        }
         let header = RtpHeader {
             marker: false,
             payload_type: self.p.payload_type,

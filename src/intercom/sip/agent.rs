@@ -93,6 +93,7 @@ fn refuse(cmd: Command, e: SipError) {
         Command::Invite { reply, .. } => drop(reply.send(Err(e))),
         Command::AnswerRing { reply, .. } => drop(reply.send(Err(e))),
         Command::RejectRing { reply, .. } => drop(reply.send(Err(e))),
+        Command::EarlyMedia { reply, .. } => drop(reply.send(Err(e))),
         Command::Message { reply, .. } => drop(reply.send(Err(e))),
         Command::Options { reply } => drop(reply.send(Err(e))),
     }
@@ -390,8 +391,19 @@ impl<'a> Session<'a> {
                 answer,
                 reply,
             } => self.answer_ring(call_id, answer, reply),
-            Command::RejectRing { call_id, reply } => {
-                let _ = reply.send(self.reject_ring(&call_id));
+            Command::RejectRing {
+                call_id,
+                code,
+                reply,
+            } => {
+                let _ = reply.send(self.reject_ring(&call_id, code));
+            }
+            Command::EarlyMedia {
+                call_id,
+                sdp,
+                reply,
+            } => {
+                let _ = reply.send(self.early_media(&call_id, sdp));
             }
         }
     }
@@ -534,7 +546,7 @@ impl<'a> Session<'a> {
         while byes.join_next().await.is_some() {}
         let ids: Vec<String> = self.rings.keys().cloned().collect();
         for id in ids {
-            self.reject_ring(&id).ok();
+            self.reject_ring(&id, 486).ok();
         }
         if let (Some(reg), true) = (self.registration.as_mut(), self.registered)
             && let Ok(server) =

@@ -30,6 +30,8 @@ pub enum EndReason {
     Shutdown,
     /// The dialog timed out (e.g. no ACK to our 200).
     Timeout,
+    /// A ring (early media after our 183) ended without our 200: CANCEL, timeout or reject.
+    NotAnswered,
 }
 
 /// What the watcher and the session share about one dialog.
@@ -252,6 +254,8 @@ pub(super) fn watch_dialog(
                     let was_confirmed = *signals.confirmed.borrow();
                     let end = if signals.local_hangup.load(Ordering::SeqCst) {
                         EndReason::LocalHangup
+                    } else if !was_confirmed && matches!(reason, T::UacCancel | T::UasDecline) {
+                        EndReason::NotAnswered
                     } else {
                         match reason {
                             T::Timeout => EndReason::Timeout,

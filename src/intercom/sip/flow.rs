@@ -56,11 +56,18 @@ impl DomainResolver for DomainToIntercom {
     }
 }
 
-/// Puts our full Contact (user part, `+sip.instance`, `;gr=` on answers) on everything we send.
+/// Puts our full Contact (user part, `+sip.instance`, `;gr=` on answers) on everything we send,
+/// and notes the `Reason` of each CANCEL we receive (rsipstack hands the CANCEL to the INVITE's
+/// transaction and tells the dialog only that it was cancelled: RFC 3326's "Call completed
+/// elsewhere" would be lost).
 struct ContactRewriter {
     request: String,
     answer: String,
+    cancel_reasons: CancelReasons,
 }
+
+/// Call-ID → the `Reason` header of the CANCEL that arrived for it (empty: none).
+pub(super) type CancelReasons = Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>;
 
 impl MessageInspector for ContactRewriter {
     fn before_send(&self, mut msg: SipMessage, _dest: Option<&SipAddr>) -> SipMessage {
@@ -75,6 +82,26 @@ impl MessageInspector for ContactRewriter {
     }
 
     fn after_received(&self, msg: SipMessage, _from: Option<&SipAddr>) -> SipMessage {
+        if let SipMessage::Request(r) = &msg
+            && r.method == Method::Cancel
+        {
+            let mut call_id = None;
+            let mut reasons = Vec::new();
+            for h in r.headers.iter() {
+                match h {
+                    Header::CallId(c) => call_id = Some(c.value().to_owned()),
+                    Header::Reason(v) => reasons.push(v.value().to_owned()),
+                    _ => {}
+                }
+            }
+            if let (Some(id), Ok(mut map)) = (call_id, self.cancel_reasons.lock()) {
+                // Bounded: entries are taken when the ring ends; stray CANCELs must not pile up.
+                if map.len() >= 64 {
+                    map.clear();
+                }
+                map.insert(id, reasons.join(", "));
+            }
+        }
         msg
     }
 }
@@ -97,6 +124,8 @@ pub(super) struct Flow {
     /// `sip:<user>@<advertise>:<port>;transport=<t>`: the Contact URI (without header params).
     pub contact_uri: String,
     pub credential: Credential,
+    /// The `Reason` of CANCELs received on this flow, by Call-ID (see `ContactRewriter`).
+    pub cancel_reasons: CancelReasons,
     link: Link,
     /// Cancelled by rsipstack when the TCP connection's reader ends.
     closed: CancellationToken,
@@ -185,7 +214,9 @@ impl Flow {
         };
         let t = transport_name(s.transport);
         let contact_uri = format!("sip:{}@{host}:{};transport={t}", s.user, local.port());
+        let cancel_reasons = CancelReasons::default();
         let rewriter = ContactRewriter {
+            cancel_reasons: cancel_reasons.clone(),
             request: format!("<{contact_uri}>;+sip.instance=\"<urn:uuid:{instance}>\""),
             answer: format!(
                 "<{contact_uri};gr=urn:uuid:{instance}>;+sip.instance=\"<urn:uuid:{instance}>\""
@@ -236,6 +267,7 @@ impl Flow {
                 realm: None,
                 auth_username: None,
             },
+            cancel_reasons,
             link,
             closed,
             token,

@@ -165,8 +165,11 @@ pub struct IncomingRing {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RingEndReason {
-    /// The unit sent CANCEL (answered elsewhere, or the visitor gave up).
+    /// The unit sent CANCEL without saying why (answered elsewhere, or nobody answered).
     Cancelled,
+    /// The unit sent CANCEL with `Reason: SIP;cause=200` ("Call completed elsewhere",
+    /// RFC 3326): another phone or the indoor unit took the call.
+    AnsweredElsewhere,
     /// Nobody answered or cancelled within `ring_timeout`; we sent 480.
     Timeout,
     /// We rejected it (`reject_ring`).
@@ -215,7 +218,13 @@ pub(crate) enum Command {
     },
     RejectRing {
         call_id: String,
+        code: u16,
         reply: oneshot::Sender<Result<(), SipError>>,
+    },
+    EarlyMedia {
+        call_id: String,
+        sdp: String,
+        reply: oneshot::Sender<Result<watch::Receiver<Option<EndReason>>, SipError>>,
     },
     Message {
         body: String,
@@ -304,8 +313,30 @@ impl SipHandle {
 
     /// Refuses a pending ring (486 Busy Here).
     pub async fn reject_ring(&self, call_id: &str) -> Result<(), SipError> {
+        self.reject_ring_with(call_id, 486).await
+    }
+
+    /// Refuses a pending ring with `code` (a 4xx–6xx; `ring_reject_code`).
+    pub async fn reject_ring_with(&self, call_id: &str, code: u16) -> Result<(), SipError> {
         self.ask(|reply| Command::RejectRing {
             call_id: call_id.to_owned(),
+            code,
+            reply,
+        })
+        .await
+    }
+
+    /// `183 Session Progress` with `sdp` on a pending ring (the silent preview, c300x-protocol.md
+    /// §7): the unit may stream early media while every other phone keeps ringing. Returns the
+    /// ring's end signal: `NotAnswered` once it ends without our 200 (CANCEL, timeout, reject).
+    pub async fn early_media(
+        &self,
+        call_id: &str,
+        sdp: String,
+    ) -> Result<watch::Receiver<Option<EndReason>>, SipError> {
+        self.ask(|reply| Command::EarlyMedia {
+            call_id: call_id.to_owned(),
+            sdp,
             reply,
         })
         .await

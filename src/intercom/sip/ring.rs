@@ -1,7 +1,9 @@
 //! Doorbell rings (c300x-protocol.md §7): an INVITE to `alluser` (or to us) on our flow gets
-//! 100 + 180 with a To tag, never a 200 by itself; CANCEL (rsipstack answers 200 + 487), our
-//! timeout (480), `reject_ring` (486) and `answer_ring` (200 with our SDP and GRUU Contact).
-//! Every way a ring ends — answered included — sends exactly one `RingEvent::Ended`.
+//! 100 + 180 with a To tag, never a 200 by itself; `early_media` (183 with our SDP: the silent
+//! preview), CANCEL (rsipstack answers 200 + 487; its `Reason` tells an answer elsewhere, RFC
+//! 3326), our timeout (480), `reject_ring` (`ring_reject_code`) and `answer_ring` (200 with our
+//! SDP and GRUU Contact). Every way a ring ends — answered included — sends exactly one
+//! `RingEvent::Ended`; a ring that ends unanswered also ends its early media (`NotAnswered`).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -14,8 +16,29 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::agent::{Session, reply};
-use super::call::{AnsweredCall, CallSignals, watch_dialog};
+use super::call::{AnsweredCall, CallSignals, EndReason, watch_dialog};
 use super::{IncomingRing, RingEndReason, RingEnded, RingEvent, SipError};
+
+/// Whether a CANCEL's `Reason` header(s) say the call was answered elsewhere: `SIP;cause=200`
+/// (RFC 3326 §2; flexisip writes `text="Call completed elsewhere"`). Liberal: either is enough.
+pub fn completed_elsewhere(reason: &str) -> bool {
+    reason.split(',').any(|one| {
+        let mut parts = one.split(';').map(str::trim);
+        let protocol = parts.next().unwrap_or_default();
+        let mut cause_200 = false;
+        let mut text_elsewhere = false;
+        for p in parts {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let v = v.trim().trim_matches('"');
+            if k.trim().eq_ignore_ascii_case("cause") {
+                cause_200 = v == "200";
+            } else if k.trim().eq_ignore_ascii_case("text") {
+                text_elsewhere = v.to_ascii_lowercase().contains("elsewhere");
+            }
+        }
+        (protocol.eq_ignore_ascii_case("SIP") && cause_200) || text_elsewhere
+    })
+}
 
 /// A ring we answered 180 to and that is still pending.
 pub(super) struct Ring {
@@ -24,6 +47,8 @@ pub(super) struct Ring {
     offer: String,
     /// `answer_ring` sent 200: the dialog now belongs to the call.
     answered: bool,
+    /// We sent 183 with SDP (the preview); a second one is not sent.
+    previewed: bool,
     /// Nobody answered or cancelled by then: 480 (the session's timer, no task per ring).
     pub deadline: Instant,
 }
@@ -85,6 +110,7 @@ impl Session<'_> {
                 signals,
                 offer: offer.clone(),
                 answered: false,
+                previewed: false,
                 deadline: Instant::now() + self.agent.s.ring_timeout,
             },
         );
@@ -121,9 +147,23 @@ impl Session<'_> {
 
     /// Removes a pending ring and tells the listeners why it ended.
     pub(super) fn end_ring(&mut self, call_id: &str, reason: RingEndReason) {
+        let cancel_reason = self
+            .flow
+            .cancel_reasons
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(call_id));
         if let Some(ring) = self.rings.remove(call_id) {
+            let reason = match (reason, cancel_reason) {
+                (RingEndReason::Cancelled, Some(r)) if completed_elsewhere(&r) => {
+                    RingEndReason::AnsweredElsewhere
+                }
+                (reason, _) => reason,
+            };
             if !ring.answered {
                 self.flow.dialogs.remove_dialog(&ring.dialog.id());
+                // The preview's media stops with the ring.
+                ring.signals.end(EndReason::NotAnswered);
             }
             tracing::info!(%call_id, ?reason, "ring ended");
             let _ = self.agent.rings.send(RingEvent::Ended(RingEnded {
@@ -146,15 +186,53 @@ impl Session<'_> {
         self.end_ring(call_id, RingEndReason::Timeout);
     }
 
-    pub(super) fn reject_ring(&mut self, call_id: &str) -> Result<(), SipError> {
+    /// 183 with our SDP (c300x-protocol.md §7); the ring's end signal for the preview's media.
+    pub(super) fn early_media(
+        &mut self,
+        call_id: &str,
+        sdp: String,
+    ) -> Result<tokio::sync::watch::Receiver<Option<EndReason>>, SipError> {
+        let ring = self
+            .rings
+            .get_mut(call_id)
+            .filter(|r| !r.answered)
+            .ok_or_else(|| SipError::NoSuchRing {
+                call_id: call_id.to_owned(),
+            })?;
+        if !ring.previewed {
+            ring.dialog
+                .ringing(
+                    Some(vec![
+                        Header::ContentType("application/sdp".into()),
+                        Header::Supported("replaces, outbound, gruu".into()),
+                    ]),
+                    Some(sdp.into_bytes()),
+                )
+                .map_err(|e| SipError::Stack {
+                    call_id: call_id.to_owned(),
+                    detail: e.to_string(),
+                })?;
+            ring.previewed = true;
+            tracing::info!(%call_id, "doorbell ring: 183 with our SDP (silent preview)");
+        }
+        Ok(ring.signals.ended.subscribe())
+    }
+
+    /// Refuses a pending ring with `code` (any 4xx–6xx; what the unit makes of it is unverified).
+    pub(super) fn reject_ring(&mut self, call_id: &str, code: u16) -> Result<(), SipError> {
         let ring = self
             .rings
             .get(call_id)
             .ok_or_else(|| SipError::NoSuchRing {
                 call_id: call_id.to_owned(),
             })?;
+        let code = if (400..700).contains(&code) {
+            code
+        } else {
+            486
+        };
         ring.dialog
-            .reject(Some(StatusCode::BusyHere), None)
+            .reject(Some(StatusCode::from(code)), None)
             .map_err(|e| SipError::Stack {
                 call_id: call_id.to_owned(),
                 detail: e.to_string(),
@@ -237,5 +315,29 @@ impl Session<'_> {
                 call.hangup().await;
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::completed_elsewhere;
+
+    #[test]
+    fn reason_of_a_cancel_answered_elsewhere() {
+        assert!(completed_elsewhere(
+            "SIP;cause=200;text=\"Call completed elsewhere\""
+        ));
+        assert!(completed_elsewhere("sip ; cause=200"));
+        assert!(completed_elsewhere(
+            "Q.850;cause=16;text=\"x\", SIP;cause=200"
+        ));
+        assert!(completed_elsewhere(
+            "Q.850;cause=26;text=\"completed elsewhere\""
+        ));
+        assert!(!completed_elsewhere(
+            "SIP;cause=487;text=\"Request Terminated\""
+        ));
+        assert!(!completed_elsewhere("Q.850;cause=200"));
+        assert!(!completed_elsewhere(""));
     }
 }

@@ -1,7 +1,9 @@
 //! The hub's frame path, and nothing else: decrypted packets of the live call → depacketizer /
 //! Speex→AAC → continuous timestamps → GOP cache → each viewer's bounded queue (a full queue
 //! drops and waits for the next keyframe; nobody else is slowed). Joiners wait here for a
-//! keyframe; whether a call runs, and which, is decided by `machine.rs`.
+//! keyframe; ring taps (the recorder) get the same frames without counting as viewers; while a
+//! source sends no audio (a ring preview) silent AAC keeps every output's audio track going.
+//! Whether a call runs, and which, is decided by `machine.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,8 +14,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::gop::{GopCache, Timeline};
 use super::{
-    AudioFrame, Command, Frame, HubError, HubSnapshot, HubStatus, StreamInfo, VideoFrame, Viewer,
-    ViewerKind, ViewerLease,
+    AudioFrame, Command, Frame, FrameSink, HubError, HubSnapshot, HubStatus, StreamInfo,
+    VideoFrame, Viewer, ViewerKind, ViewerLease,
 };
 use crate::intercom::media::{MediaKind, MediaPacket};
 use crate::media::transcode::{AacSettings, SpeexToAac};
@@ -23,6 +25,14 @@ use crate::proto::h264::Depacketizer;
 const PLI_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 /// Frames kept for late joiners (a 2 s GOP at 10 fps with audio is about 50).
 const GOP_FRAMES: usize = 1000;
+/// The longest stretch of silence filled at once (a video stall beyond is not bridged).
+const MAX_SILENCE_90K: u64 = 10 * 90_000;
+
+/// A ring's frame sink; it starts at a keyframe.
+struct Tap {
+    sink: Box<dyn FrameSink>,
+    started: bool,
+}
 
 /// The frame counters: written per frame, read only when someone asks (API, metrics), so a
 /// frame never wakes a status follower.
@@ -112,6 +122,10 @@ pub(super) struct Fanout {
     video_frames: u32,
     size: Option<(u32, u32)>,
     changed: bool,
+    taps: Vec<Tap>,
+    /// `Some` while the source sends no audio: the hub timeline (90 kHz) up to which silence
+    /// was encoded (`Some(None)` until the first video frame).
+    silence: Option<Option<u64>>,
 }
 
 impl Fanout {
@@ -143,12 +157,15 @@ impl Fanout {
             video_frames: 0,
             size: None,
             changed: false,
+            taps: Vec::new(),
+            silence: None,
         }
     }
 
     /// A new call feeds the viewers: timestamps continue after the last call's, decoders are
-    /// told to expect a jump.
-    pub fn start_call(&mut self) {
+    /// told to expect a jump. `silent_audio`: the source sends no audio (a ring preview).
+    pub fn start_call(&mut self, silent_audio: bool) {
+        self.silence = silent_audio.then_some(None);
         self.timeline.new_call();
         self.depack.reset();
         self.gop.clear();
@@ -165,12 +182,46 @@ impl Fanout {
             last_pli: None,
         });
         self.broadcast(&Frame::Discontinuity);
+        self.feed_taps(&Frame::Discontinuity);
     }
 
     /// The call is over: joiners now wait for the next call's keyframe.
     pub fn end_call(&mut self) {
         self.gop.clear();
         self.call = None;
+        self.silence = None;
+    }
+
+    /// The source sends audio from now on (a previewed ring was answered): no more silence.
+    pub fn audio_live(&mut self) {
+        self.silence = None;
+    }
+
+    /// A ring's sink: it gets the cached GOP at once when there is one, else frames from the
+    /// next keyframe; it is dropped once it wants no more.
+    pub fn add_tap(&mut self, sink: Box<dyn FrameSink>) {
+        let mut tap = Tap {
+            sink,
+            started: false,
+        };
+        if self.call.is_some() && self.gop.has_keyframe() {
+            tap.started = true;
+            for f in self.gop.frames() {
+                if !tap.sink.push(f.clone()) {
+                    return;
+                }
+            }
+        }
+        self.taps.push(tap);
+    }
+
+    /// Nothing more will come (the hub idles): the taps end.
+    pub fn clear_taps(&mut self) {
+        self.taps.clear();
+    }
+
+    pub fn has_taps(&self) -> bool {
+        !self.taps.is_empty()
     }
 
     pub fn push(&mut self, now: Instant, p: MediaPacket) -> Outcome {
@@ -206,6 +257,7 @@ impl Fanout {
                     }
                     self.video_frames += 1;
                     self.emit(Frame::Video(frame), &mut out);
+                    self.fill_silence(pts, &mut out);
                 }
             }
             MediaKind::Audio => {
@@ -229,6 +281,37 @@ impl Fanout {
             }
         }
         out
+    }
+
+    /// Silent AAC up to `video_pts` while the source sends no audio; it starts with the video.
+    fn fill_silence(&mut self, video_pts: u64, out: &mut Outcome) {
+        let (Some(fed), Some(t)) = (self.silence.as_mut(), self.transcoder.as_mut()) else {
+            return;
+        };
+        let fed: &mut Option<u64> = fed;
+        // After a long stall the silence restarts near the video instead of bridging it all.
+        let from = (*fed.get_or_insert(video_pts)).max(video_pts.saturating_sub(MAX_SILENCE_90K));
+        let samples = video_pts.saturating_sub(from) * 8_000 / 90_000;
+        if samples == 0 {
+            return;
+        }
+        *fed = Some(from + samples * 90_000 / 8_000);
+        // The first silent frame lands where the silence began, not when the encoder gave it.
+        let since = self.timeline.since_call_start(from);
+        let frames = match t.silence(samples as u32) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(panel = %self.panel, "silent audio: {e}");
+                return;
+            }
+        };
+        for f in frames {
+            let pts = self.timeline.audio(f.pts, f.duration, since);
+            self.emit(
+                Frame::Audio(Arc::new(AudioFrame { pts, frame: f })),
+                &mut *out,
+            );
+        }
     }
 
     fn on_keyframe(&mut self, frame: &Arc<VideoFrame>, out: &mut Outcome) {
@@ -275,6 +358,7 @@ impl Fanout {
     fn emit(&mut self, frame: Frame, out: &mut Outcome) {
         self.counters.frames_in.fetch_add(1, Ordering::Relaxed);
         self.gop.push(&frame);
+        self.feed_taps(&frame);
         // Viewers already watching get every frame, the keyframe that admits joiners included
         // (issue 11, fault 2: it used to go to the joiners only).
         self.broadcast(&frame);
@@ -408,6 +492,18 @@ impl Fanout {
             self.changed = true;
         }
         gone
+    }
+
+    /// Every tap gets the frame (from its first keyframe on); those that want no more go.
+    fn feed_taps(&mut self, frame: &Frame) {
+        if self.taps.is_empty() {
+            return;
+        }
+        let keyframe = matches!(frame, Frame::Video(v) if v.au.keyframe);
+        self.taps.retain_mut(|tap| {
+            tap.started |= keyframe;
+            !tap.started || tap.sink.push(frame.clone())
+        });
     }
 
     /// Each viewer gets the frame through its own bounded queue; a full queue drops (counted)

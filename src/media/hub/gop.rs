@@ -92,6 +92,12 @@ impl Timeline {
         *self.call_start_90k.get_or_insert(self.end_90k + gap)
     }
 
+    /// Where `pts` (this call, 90 kHz) lies after the call's start on the timeline.
+    pub fn since_call_start(&self, pts: u64) -> Duration {
+        let start = self.call_start_90k.unwrap_or(pts);
+        Duration::from_micros(pts.saturating_sub(start) * 1_000 / 90)
+    }
+
     /// `since_call_start`: wall time from the call's first packet to this frame's arrival;
     /// used only for the first frame of each kind, to line audio and video up.
     pub fn video(&mut self, rtp_ts: u32, since_call_start: Duration) -> u64 {

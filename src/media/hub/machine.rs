@@ -4,7 +4,9 @@
 //!
 //! Phases: `Idle` → `Placing{source}` → `Live{call}` ⇄ `Lingering{call, until}` → `Idle`; a failed
 //! start → `Backoff{until}`; `Stopped` after shutdown. A call has a `CallSource`: a view call we
-//! place, or a ring the user answered (not ended by the linger, not cancelled when viewers leave).
+//! place, a ring the user answered (not ended by the linger, not cancelled when viewers leave),
+//! or a ring's silent preview (lasts as long as the ring; answering it keeps the same media).
+//! The doorbell's transitions (ring, preview, answer, snapshot call) are in `machine/ring.rs`.
 //! Inputs: joins/leaves/admissions of viewers, the privacy switch, answer/hang-up commands, the
 //! call coming up/failing/ending, packets and the first keyframe, timers. Actions: place, cancel,
 //! hang up (with a `CallEnd` reason), request a keyframe, refuse a joiner, close the viewers.
@@ -17,8 +19,10 @@ use std::time::{Duration, Instant};
 
 use super::{CallEnd, HubSettings};
 
+mod ring;
 mod status;
 
+pub use ring::{PREVIEW_START, SNAPSHOT_CALL};
 pub use status::{Call, CallSource, Phase};
 
 /// A call that lasted this long was working: the next remote end starts a new count.
@@ -56,6 +60,15 @@ pub enum Input {
     AnswerRing {
         call_id: String,
     },
+    /// A doorbell ring on this panel: preview it (`preview`: early media), or else place a short
+    /// view call for its picture (`snapshot_call`).
+    Ring {
+        call_id: String,
+        preview: bool,
+        snapshot_call: bool,
+    },
+    /// The ring's picture is taken: a snapshot call nobody watches ends now.
+    RingPicture,
     /// The user hangs up; viewers that remain get a new view call.
     HangUp,
     /// The call asked for by `Action::Place` is up.
@@ -99,6 +112,10 @@ pub enum Action {
     RefuseAnswer {
         call_id: String,
     },
+    /// Answer the previewed ring on the running call: 200 with the same media, no gap.
+    AnswerLive {
+        call_id: String,
+    },
 }
 
 /// The lifecycle of one panel's hub.
@@ -111,6 +128,8 @@ pub struct HubMachine {
     retry_backoff: Duration,
     phase: Phase,
     allowed: bool,
+    /// A short view call for a ring's picture is wanted until then (`ring_snapshot_call`).
+    snapshot_until: Option<Instant>,
     /// Viewer id → `Some(since)` while waiting for a keyframe, `None` once watching.
     viewers: BTreeMap<u64, Option<Instant>>,
     actions: VecDeque<Action>,
@@ -134,6 +153,7 @@ impl HubMachine {
             retry_backoff: s.retry_backoff,
             phase: Phase::Idle,
             allowed: true,
+            snapshot_until: None,
             viewers: BTreeMap::new(),
             actions: VecDeque::new(),
             quick_ends: 0,
@@ -164,12 +184,15 @@ impl HubMachine {
                 if self.watching() > 0 {
                     d.push(call.last_packet + self.no_rtp_timeout);
                 }
+                if matches!(call.source, CallSource::RingPreview { .. }) && !call.video {
+                    d.push(call.since + PREVIEW_START);
+                }
                 d
             }
             Phase::Backoff { until } => vec![*until],
             Phase::Idle | Phase::Placing { .. } | Phase::Stopped => Vec::new(),
         };
-        waiting.chain(phase).min()
+        waiting.chain(phase).chain(self.snapshot_until).min()
     }
 
     pub fn handle(&mut self, now: Instant, input: Input) {
@@ -191,6 +214,12 @@ impl HubMachine {
             }
             Input::AllowStreaming(on) => self.on_allow(now, on),
             Input::AnswerRing { call_id } => self.on_answer(now, call_id),
+            Input::Ring {
+                call_id,
+                preview,
+                snapshot_call,
+            } => self.on_ring(now, call_id, preview, snapshot_call),
+            Input::RingPicture => self.snapshot_done(now),
             Input::HangUp => {
                 if self.call().is_some() {
                     self.end_call(now, CallEnd::LocalHangUp);
@@ -198,11 +227,19 @@ impl HubMachine {
                 }
             }
             Input::CallUp { call_id } => self.on_call_up(now, call_id),
-            Input::CallFailed { reason } => {
-                if matches!(self.phase, Phase::Placing { .. }) {
-                    self.fail(now, reason);
+            Input::CallFailed { reason } => match &self.phase {
+                Phase::Placing {
+                    source: CallSource::RingPreview { snapshot_call, .. },
+                    ..
+                } => {
+                    // No preview (the ring is gone, or the 183 could not be sent): the viewers
+                    // and the ring's picture get a view call instead; nobody is turned away.
+                    let snapshot_call = *snapshot_call;
+                    self.preview_fallback(now, snapshot_call);
                 }
-            }
+                Phase::Placing { .. } => self.fail(now, reason),
+                _ => {}
+            },
             Input::Packet => {
                 if let Phase::Live(c) | Phase::Lingering { call: c, .. } = &mut self.phase {
                     c.last_packet = now;
@@ -222,11 +259,12 @@ impl HubMachine {
         }
     }
 
-    fn wanted(&self) -> bool {
-        self.allowed && !self.viewers.is_empty()
+    /// A call is wanted: someone watches or waits, or a ring's picture needs a snapshot call.
+    pub(super) fn wanted(&self) -> bool {
+        self.allowed && (!self.viewers.is_empty() || self.snapshot_until.is_some())
     }
 
-    fn set_phase(&mut self, phase: Phase) {
+    pub(super) fn set_phase(&mut self, phase: Phase) {
         if matches!(phase, Phase::Idle) {
             // A new viewer session starts afresh: its first remote hang-up is the first.
             self.quick_ends = 0;
@@ -235,13 +273,13 @@ impl HubMachine {
         self.changed = true;
     }
 
-    fn place(&mut self, now: Instant, source: CallSource) {
+    pub(super) fn place(&mut self, now: Instant, source: CallSource) {
         self.calls_started += 1;
         self.actions.push_back(Action::Place(source.clone()));
         self.set_phase(Phase::Placing { source, since: now });
     }
 
-    fn place_view(&mut self, now: Instant) {
+    pub(super) fn place_view(&mut self, now: Instant) {
         self.place(
             now,
             CallSource::View {
@@ -306,6 +344,7 @@ impl HubMachine {
         if on {
             return;
         }
+        self.snapshot_until = None;
         self.drop_viewers(Refusal::StreamingDisabled);
         match self.phase {
             Phase::Placing { .. } => {
@@ -318,20 +357,6 @@ impl HubMachine {
             }
             Phase::Idle | Phase::Backoff { .. } | Phase::Stopped => {}
         }
-    }
-
-    fn on_answer(&mut self, now: Instant, call_id: String) {
-        match self.phase {
-            Phase::Stopped => {
-                self.actions.push_back(Action::RefuseAnswer { call_id });
-                return;
-            }
-            // One call per panel: the answered ring replaces whatever runs or is being placed.
-            Phase::Live(_) | Phase::Lingering { .. } => self.end_call(now, CallEnd::RingAnswered),
-            Phase::Placing { .. } => self.actions.push_back(Action::CancelPlacing),
-            Phase::Idle | Phase::Backoff { .. } => {}
-        }
-        self.place(now, CallSource::AnsweredRing { call_id });
     }
 
     fn on_call_up(&mut self, now: Instant, call_id: String) {
@@ -428,6 +453,9 @@ impl HubMachine {
             }
             _ => {}
         }
+        if self.ring_deadlines(now) {
+            return;
+        }
         let Some(call) = self.call() else { return };
         if call.since + self.max_call <= now {
             self.end_call(now, CallEnd::MaxCall);
@@ -459,6 +487,7 @@ impl HubMachine {
     }
 
     fn on_shutdown(&mut self, now: Instant) {
+        self.snapshot_until = None;
         self.drop_viewers(Refusal::Stopped);
         match self.phase {
             Phase::Placing { .. } => self.actions.push_back(Action::CancelPlacing),
@@ -497,7 +526,7 @@ impl HubMachine {
     }
 
     /// Hangs up the current call (the phase is set by the caller).
-    fn end_call(&mut self, now: Instant, reason: CallEnd) {
+    pub(super) fn end_call(&mut self, now: Instant, reason: CallEnd) {
         if let Some(since) = self.call().map(|c| c.since) {
             self.count_end(now, since, reason);
             self.actions.push_back(Action::HangUp(reason));
@@ -515,7 +544,7 @@ impl HubMachine {
     }
 
     /// After we ended a call: viewers that remain get a new view call at once.
-    fn after_end(&mut self, now: Instant) {
+    pub(super) fn after_end(&mut self, now: Instant) {
         if self.wanted() {
             self.place_view(now);
         } else {

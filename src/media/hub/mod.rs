@@ -4,14 +4,15 @@
 //! through its own bounded queue. The lifecycle is the sans-IO `machine.rs`, driven by `task.rs`;
 //! frames go through `fanout.rs` (GOP cache and timeline in `gop.rs`).
 
+mod calls;
 mod fanout;
 mod gop;
 pub mod machine;
 mod task;
 
+pub use calls::{CallPlacer, HubCall};
 pub use fanout::HubCounters;
 pub use machine::CallSource;
-pub use task::{CallPlacer, HubCall};
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -161,6 +162,14 @@ pub enum CallEnd {
     Privacy,
     /// An answered doorbell ring replaced the call.
     RingAnswered,
+    /// The previewed ring ended unanswered (CANCEL, answered elsewhere, timeout, rejected).
+    RingEnded,
+    /// The ring's preview brought no video (the unit ignored our 183).
+    NoEarlyMedia,
+    /// The short view call for a ring's picture got it (or ran out of time).
+    RingSnapshot,
+    /// Answering the previewed ring failed (it was gone, or no ACK came).
+    AnswerFailed,
     /// The call's media tasks ended on their own.
     MediaDied,
     /// A call came up that nobody asked for any more.
@@ -181,6 +190,10 @@ impl CallEnd {
             Self::StartTimeout => "start_timeout",
             Self::Privacy => "privacy",
             Self::RingAnswered => "ring_answered",
+            Self::RingEnded => "ring_ended",
+            Self::NoEarlyMedia => "no_early_media",
+            Self::RingSnapshot => "ring_snapshot",
+            Self::AnswerFailed => "answer_failed",
             Self::MediaDied => "media_died",
             Self::Unwanted => "unwanted",
             Self::Shutdown => "shutdown",
@@ -194,6 +207,7 @@ impl CallEnd {
             EndReason::Shutdown => Self::Shutdown,
             EndReason::LocalHangup => Self::LocalHangUp,
             EndReason::ConnectionLost | EndReason::Timeout => Self::ConnectionLost,
+            EndReason::NotAnswered => Self::RingEnded,
         }
     }
 }
@@ -217,7 +231,8 @@ pub struct HubStatus {
     pub viewers_by_kind: Vec<(ViewerKind, usize)>,
     pub call_id: Option<String>,
     pub call_since: Option<SystemTime>,
-    /// Where the current call comes from (`view`, `answered_ring`), while placing or up.
+    /// Where the current call comes from (`view`, `answered_ring`, `ring_preview`), while
+    /// placing or up.
     pub call_source: Option<&'static str>,
     pub calls_started: u64,
     pub width: Option<u32>,
@@ -280,6 +295,26 @@ enum Command {
         reply: oneshot::Sender<Result<(), HubError>>,
     },
     HangUp,
+    Ring(Box<RingRequest>),
+    RingPicture,
+}
+
+/// Where a ring's frames go besides the viewers (the ring recorder's feed): it is no viewer, so
+/// it never starts or holds a call. `push` returns false once it wants no more.
+pub trait FrameSink: Send + 'static {
+    fn push(&mut self, frame: Frame) -> bool;
+}
+
+/// A doorbell ring for this panel's hub (see [`StreamHub::ring`]).
+pub struct RingRequest {
+    pub ring: IncomingRing,
+    /// Preview it with early media (`ring_preview`).
+    pub preview: bool,
+    /// Without a preview, place a short view call for its picture (`ring_snapshot_call`).
+    pub snapshot_call: bool,
+    /// Gets the frames of the ring's media, from its first keyframe on (or from the cached GOP
+    /// of a call already running).
+    pub tap: Option<Box<dyn FrameSink>>,
 }
 
 /// A viewer: frames arrive on `frames`, beginning with the current GOP (keyframe first).
@@ -422,7 +457,8 @@ impl StreamHub {
     }
 
     /// Answers a doorbell ring; its media becomes this hub's source (no second call is placed,
-    /// a running view call is replaced). The answered call is not ended by the linger.
+    /// a running view call is replaced; a running preview of it goes on as the answered call,
+    /// without a gap). The answered call is not ended by the linger.
     pub async fn answer_ring(&self, ring: IncomingRing) -> Result<(), HubError> {
         let (reply, rx) = oneshot::channel();
         self.cmd
@@ -437,6 +473,17 @@ impl StreamHub {
     /// Manual hang-up: ends the call; viewers that remain get a new one.
     pub fn hang_up(&self) {
         let _ = self.cmd.send(Command::HangUp);
+    }
+
+    /// A doorbell ring on this panel: its preview (or snapshot call) becomes the hub's source
+    /// unless a call already runs; `tap` gets the frames. Answer with [`Self::answer_ring`].
+    pub fn ring(&self, request: RingRequest) {
+        let _ = self.cmd.send(Command::Ring(Box::new(request)));
+    }
+
+    /// The ring's picture is taken: a snapshot call that nobody watches may end.
+    pub fn ring_picture_taken(&self) {
+        let _ = self.cmd.send(Command::RingPicture);
     }
 
     /// The published status with the current frame counters.

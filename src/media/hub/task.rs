@@ -1,9 +1,9 @@
 //! The hub task: a thin driver around `HubMachine`. It owns the channels, the call being placed
 //! or running (through the small `CallPlacer` / `HubCall` traits, so it runs without the
-//! intercom in tests), the hang-ups in flight and the `Fanout`; it turns commands, packets, call
-//! events and timers into machine inputs and the machine's actions into calls. No decisions here.
+//! intercom in tests), the answer of a previewed ring in flight, the hang-ups in flight and the
+//! `Fanout` (with the rings' taps); it turns commands, packets, call events and timers into
+//! machine inputs and the machine's actions into calls. No decisions here.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -11,85 +11,22 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use super::calls::{CallPlacer, HubCall};
 use super::fanout::{Fanout, Joiner, Outcome};
+use super::machine::Phase;
 use super::machine::{Action, CallSource, HubMachine, Input, Refusal};
 use super::{
     CallEnd, Command, HubCounters, HubError, HubSettings, HubState, HubStatus, NEXT_VIEWER,
-    StreamInfo, VideoFrame,
+    RingRequest, StreamInfo, VideoFrame,
 };
 use crate::config::Panel;
 use crate::intercom::media::MediaPacket;
 use crate::intercom::sip::{EndReason, IncomingRing};
-use crate::intercom::{Intercom, MediaCall};
 
 /// Packets one call may have queued towards the hub task.
 const CALL_QUEUE: usize = 2048;
 /// At shutdown, the hang-ups in flight get this long (each BYE has its own 3 s budget).
 const HANGUP_LIMIT: Duration = Duration::from_secs(4);
-
-/// What the hub needs from the intercom: place a view call, answer a ring. `Intercom` in the
-/// bridge; a fake in the driver's tests. Packets of the call go to `out` (full = dropped).
-pub trait CallPlacer: Clone + Send + Sync + 'static {
-    type Call: HubCall;
-    fn view(
-        &self,
-        devaddr: u8,
-        out: mpsc::Sender<MediaPacket>,
-    ) -> impl Future<Output = Result<Self::Call, String>> + Send;
-    fn answer(
-        &self,
-        ring: IncomingRing,
-        out: mpsc::Sender<MediaPacket>,
-    ) -> impl Future<Output = Result<Self::Call, String>> + Send;
-}
-
-/// One call as the hub uses it.
-pub trait HubCall: Send + 'static {
-    fn call_id(&self) -> &str;
-    fn request_keyframe(&self);
-    /// SRTP/SRTCP authentication failures so far.
-    fn srtp_failures(&self) -> u64;
-    /// `Some(reason)` once the call ended without us.
-    fn ended(&self) -> watch::Receiver<Option<EndReason>>;
-    /// BYE (bounded; a call that already ended only stops its media).
-    fn hang_up(self) -> impl Future<Output = ()> + Send;
-}
-
-impl CallPlacer for Intercom {
-    type Call = MediaCall;
-    async fn view(&self, devaddr: u8, out: mpsc::Sender<MediaPacket>) -> Result<MediaCall, String> {
-        Intercom::view(self, devaddr, out)
-            .await
-            .map_err(|e| e.to_string())
-    }
-    async fn answer(
-        &self,
-        ring: IncomingRing,
-        out: mpsc::Sender<MediaPacket>,
-    ) -> Result<MediaCall, String> {
-        self.answer_ring(&ring, out)
-            .await
-            .map_err(|e| e.to_string())
-    }
-}
-
-impl HubCall for MediaCall {
-    fn call_id(&self) -> &str {
-        &self.call_id
-    }
-    fn request_keyframe(&self) {
-        MediaCall::request_keyframe(self);
-    }
-    fn srtp_failures(&self) -> u64 {
-        self.stats().srtp_failures()
-    }
-    fn ended(&self) -> watch::Receiver<Option<EndReason>> {
-        self.ended_watch()
-    }
-    async fn hang_up(self) {
-        self.hangup().await;
-    }
-}
 
 pub(super) fn initial_status(panel: &Panel) -> HubStatus {
     HubStatus {
@@ -125,8 +62,17 @@ type AnswerReply = oneshot::Sender<Result<(), HubError>>;
 
 /// The call being placed: its task, where its packets will arrive, who waits for an answer.
 struct Placing<C> {
+    source: CallSource,
     task: JoinHandle<Result<C, String>>,
     packets: mpsc::Receiver<MediaPacket>,
+    reply: Option<AnswerReply>,
+}
+
+/// The answer of a live preview in flight (`Action::AnswerLive`).
+struct Answering<A> {
+    /// The live call it belongs to.
+    call_id: String,
+    task: JoinHandle<Result<A, String>>,
     reply: Option<AnswerReply>,
 }
 
@@ -148,6 +94,9 @@ pub(super) struct HubTask<P: CallPlacer> {
     live: Option<Live<P::Call>>,
     /// The ring to answer once the machine says so, and who waits for the outcome.
     ring: Option<(IncomingRing, AnswerReply)>,
+    /// The ring to preview once the machine says so.
+    preview: Option<IncomingRing>,
+    answering: Option<Answering<<P::Call as HubCall>::Answered>>,
     hangups: JoinSet<()>,
     /// SRTP failures of the calls that have ended.
     srtp_done: u64,
@@ -156,10 +105,11 @@ pub(super) struct HubTask<P: CallPlacer> {
     last_end: Option<(CallEnd, SystemTime)>,
 }
 
-enum Event<C> {
+enum Event<C: HubCall> {
     Stop,
     Command(Command),
     Placed(Result<Result<C, String>, JoinError>),
+    Answered(Result<Result<C::Answered, String>, JoinError>),
     Packet(MediaPacket),
     Ended(CallEnd),
     Timer,
@@ -195,6 +145,8 @@ impl<P: CallPlacer> HubTask<P> {
             placing: None,
             live: None,
             ring: None,
+            preview: None,
+            answering: None,
             hangups: JoinSet::new(),
             srtp_done: 0,
             call_since: None,
@@ -209,12 +161,14 @@ impl<P: CallPlacer> HubTask<P> {
                 Event::Stop => break,
                 Event::Command(c) => self.on_command(c),
                 Event::Placed(r) => self.on_placed(r),
+                Event::Answered(r) => self.on_answered(r),
                 Event::Packet(p) => self.on_packet(p),
                 Event::Ended(reason) => self.input(Input::CallEnded { reason }),
                 Event::Timer => self.input(Input::Timer),
                 Event::Tick => self.on_tick(),
                 Event::Reaped => {}
             }
+            self.drop_idle_taps();
             self.publish();
         }
         self.input(Input::Shutdown);
@@ -235,16 +189,18 @@ impl<P: CallPlacer> HubTask<P> {
         tick: &mut tokio::time::Interval,
     ) -> Event<P::Call> {
         let deadline = self.machine.poll_timeout();
-        let (rx, placing, live, hangups) = (
+        let (rx, placing, live, hangups, answering) = (
             &mut self.rx,
             &mut self.placing,
             &mut self.live,
             &mut self.hangups,
+            &mut self.answering,
         );
         tokio::select! {
             _ = shutdown.cancelled() => Event::Stop,
             cmd = rx.recv() => cmd.map_or(Event::Stop, Event::Command),
             done = async { match placing { Some(p) => (&mut p.task).await, None => std::future::pending().await } } => Event::Placed(done),
+            done = async { match answering { Some(a) => (&mut a.task).await, None => std::future::pending().await } } => Event::Answered(done),
             ev = next_live(live) => ev,
             _ = async { match deadline { Some(at) => tokio::time::sleep_until(at.into()).await, None => std::future::pending().await } } => Event::Timer,
             _ = tick.tick() => Event::Tick,
@@ -289,13 +245,76 @@ impl<P: CallPlacer> HubTask<P> {
                     let _ = reply.send(Err(self.refusal(Refusal::Stopped)));
                 }
             }
+            Action::AnswerLive { call_id } => self.answer_live(call_id),
+        }
+    }
+
+    /// Answers the previewed ring on the live call; the frames keep flowing meanwhile.
+    fn answer_live(&mut self, call_id: String) {
+        let reply = self
+            .ring
+            .take()
+            .filter(|(r, _)| r.call_id == call_id)
+            .map(|(_, reply)| reply);
+        let Some(live) = &self.live else { return };
+        tracing::info!(panel = %self.panel.name, %call_id, "answering the previewed ring (same media)");
+        let task = tokio::spawn(live.call.answer_preview());
+        if let Some(old) = self.answering.replace(Answering {
+            call_id: live.call.call_id().to_owned(),
+            task,
+            reply,
+        }) {
+            old.task.abort();
+        }
+    }
+
+    fn on_answered(
+        &mut self,
+        done: Result<Result<<P::Call as HubCall>::Answered, String>, JoinError>,
+    ) {
+        let Some(answering) = self.answering.take() else {
+            return;
+        };
+        let result = done.unwrap_or_else(|e| Err(format!("answer task failed: {e}")));
+        let panel = self.panel.name.clone();
+        let same = |l: &Live<P::Call>| l.call.call_id() == answering.call_id;
+        let outcome = match result {
+            Ok(answered) => match self.live.as_mut().filter(|l| same(l)) {
+                Some(live) => {
+                    live.call.promote(answered);
+                    self.fanout.audio_live();
+                    tracing::info!(%panel, call_id = %answering.call_id, "previewed ring answered");
+                    Ok(())
+                }
+                // The preview ended meanwhile: the answered call (dropped here) gets its BYE.
+                None => Err("the ring ended meanwhile".to_owned()),
+            },
+            Err(reason) => {
+                tracing::warn!(%panel, call_id = %answering.call_id, "answering the previewed ring failed: {reason}");
+                if self.live.as_ref().is_some_and(same) {
+                    self.input(Input::CallEnded {
+                        reason: CallEnd::AnswerFailed,
+                    });
+                }
+                Err(reason)
+            }
+        };
+        if let Some(reply) = answering.reply {
+            let _ = reply.send(outcome.map_err(|e| self.failed(e)));
+        }
+    }
+
+    /// A ring's tap gets nothing while the hub idles: it ends (the recorder closes the ring).
+    fn drop_idle_taps(&mut self) {
+        if self.fanout.has_taps() && matches!(self.machine.phase(), Phase::Idle | Phase::Stopped) {
+            self.fanout.clear_taps();
         }
     }
 
     fn place(&mut self, source: CallSource) {
         let (tx, packets) = mpsc::channel(CALL_QUEUE);
         let placer = self.placer.clone();
-        let (task, reply) = match source {
+        let (task, reply) = match source.clone() {
             CallSource::View { devaddr } => {
                 tracing::info!(panel = %self.panel.name, devaddr, "calling the intercom");
                 let task = tokio::spawn(async move { placer.view(devaddr, tx).await });
@@ -312,8 +331,19 @@ impl<P: CallPlacer> HubTask<P> {
                 let task = tokio::spawn(async move { placer.answer(ring, tx).await });
                 (task, Some(reply))
             }
+            CallSource::RingPreview { call_id, .. } => {
+                let Some(ring) = self.preview.take().filter(|r| r.call_id == call_id) else {
+                    return self.input(Input::CallFailed {
+                        reason: format!("ring {call_id} is gone"),
+                    });
+                };
+                tracing::info!(panel = %self.panel.name, %call_id, "previewing the ring (early media)");
+                let task = tokio::spawn(async move { placer.preview(ring, tx).await });
+                (task, None)
+            }
         };
         if let Some(old) = self.placing.replace(Placing {
+            source,
             task,
             packets,
             reply,
@@ -338,8 +368,9 @@ impl<P: CallPlacer> HubTask<P> {
         match result {
             Ok(call) => {
                 let call_id = call.call_id().to_owned();
-                tracing::info!(panel = %self.panel.name, %call_id, "call up");
-                self.fanout.start_call();
+                tracing::info!(panel = %self.panel.name, %call_id, source = placing.source.as_str(), "call up");
+                let silent = matches!(placing.source, CallSource::RingPreview { .. });
+                self.fanout.start_call(silent);
                 self.call_since = Some(SystemTime::now());
                 self.live = Some(Live {
                     ended: call.ended(),
@@ -403,7 +434,24 @@ impl<P: CallPlacer> HubTask<P> {
                 self.input(Input::AnswerRing { call_id });
             }
             Command::HangUp => self.input(Input::HangUp),
+            Command::Ring(req) => self.on_ring(*req),
+            Command::RingPicture => self.input(Input::RingPicture),
         }
+    }
+
+    fn on_ring(&mut self, req: RingRequest) {
+        let call_id = req.ring.call_id.clone();
+        if let Some(tap) = req.tap {
+            self.fanout.add_tap(tap);
+        }
+        if req.preview {
+            self.preview = Some(req.ring);
+        }
+        self.input(Input::Ring {
+            call_id,
+            preview: req.preview,
+            snapshot_call: req.snapshot_call,
+        });
     }
 
     fn on_packet(&mut self, p: MediaPacket) {

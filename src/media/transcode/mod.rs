@@ -202,6 +202,20 @@ impl SpeexToAac {
         Ok(self.stamp(units))
     }
 
+    /// `samples` of silence (at 8 kHz) on the AAC timeline, without a Speex packet: for a source
+    /// that sends no audio (a ring's preview with audio `a=inactive`), so every output keeps an
+    /// audio track. The Speex timeline is untouched: real audio later starts afresh.
+    pub fn silence(&mut self, samples: u32) -> Result<Vec<AacFrame>, TranscodeError> {
+        if self.finished {
+            return Err(TranscodeError::Finished);
+        }
+        self.pcm.clear();
+        self.pcm.resize(samples as usize, 0.0);
+        let mut units = Vec::new();
+        self.encoder.push(&self.pcm, &mut units)?;
+        Ok(self.stamp(units))
+    }
+
     /// Encodes what is buffered (the last frame may be short) and drains the encoder. The
     /// transcoder accepts no more input afterwards.
     pub fn flush(&mut self) -> Result<Vec<AacFrame>, TranscodeError> {

@@ -1,15 +1,15 @@
 //! Discovery payloads and state payloads of the doorbell moment (issue 16), pure like the rest of
 //! `discovery`: per panel an `image` "Last ring" (raw JPEG on `image_topic`), a `binary_sensor`
 //! "Ringing" and `button`s Answer / Hang up / Reject; for the device a `switch` "Indoor ringer";
-//! the doorbell event payload with `ring_id`, `panel`, `time`, `snapshot_url` and the clip.
-//! Phase 2 publishes these in place of the device-level `ringing`, `answer` and `hang_up`.
+//! the doorbell event payload with `ring_id`, `panel`, `time`, `snapshot_url`, how the ring
+//! ended and the clip. They replaced the device-level `ringing`, `answer` and `hang_up`.
 
 use std::path::Path;
 use std::time::SystemTime;
 
 use serde_json::{Value, json};
 
-use super::{Builder, EntityConfig, Site, url_host};
+use super::{Builder, EntityConfig, Site};
 use crate::config::{Config, Panel};
 use crate::doorbell::RingId;
 use crate::mqtt::topics::{RingAction, Topics};
@@ -92,13 +92,13 @@ impl Builder<'_> {
     }
 }
 
-/// `http://<host>:<http_port>/api/<panel>/rings/<ring_id>.jpg`.
+/// `http://[user:password@]<host>:<http_port>/api/<panel>/rings/<ring_id>.jpg`: private like
+/// every ring file, so it carries the credentials as the other published URLs do.
 pub fn ring_snapshot_url(cfg: &Config, site: &Site, panel: &Panel, ring_id: &RingId) -> String {
-    format!(
-        "http://{}:{}/api/{}/rings/{ring_id}.jpg",
-        url_host(&site.host),
-        cfg.http_port,
-        panel.name
+    crate::servers::access::published_http_url(
+        cfg,
+        &site.host,
+        &format!("/api/{}/rings/{ring_id}.jpg", panel.name),
     )
 }
 
@@ -122,6 +122,9 @@ pub struct RingEvent<'a> {
     /// False when the INVITE did not say which panel rang (reported on the first panel).
     pub attributed: bool,
     pub clip: Option<&'a Path>,
+    /// How the ring ended (`answered_here`, `answered_elsewhere`, `rejected`, `missed`), on
+    /// the events that follow its end.
+    pub outcome: Option<&'static str>,
 }
 
 /// The doorbell `event` payload: `event_type` plus attributes (never retained).
@@ -135,6 +138,9 @@ pub fn ring_event(cfg: &Config, site: &Site, ev: &RingEvent) -> String {
         "attributed": ev.attributed,
         "snapshot_url": ring_snapshot_url(cfg, site, ev.panel, ev.ring_id),
     });
+    if let (Some(outcome), Some(map)) = (ev.outcome, payload.as_object_mut()) {
+        map.insert("outcome".into(), json!(outcome));
+    }
     if let (Some(clip), Some(map)) = (ev.clip, payload.as_object_mut()) {
         map.insert("clip".into(), json!(clip.display().to_string()));
         if let Some(id) = media_source_id(clip) {

@@ -20,11 +20,9 @@ fn reference() -> (Config, Topics, Site) {
     (cfg, topics, site)
 }
 
-/// Today's entities and the doorbell ones (issue 16), all checked against golden files.
+/// Every entity (the doorbell ones of issue 16 included), checked against golden files.
 fn all_configs(cfg: &Config, topics: &Topics, site: &Site) -> Vec<EntityConfig> {
-    let mut all = entity_configs(cfg, topics, site);
-    all.extend(doorbell_entity_configs(cfg, topics, site));
-    all
+    entity_configs(cfg, topics, site)
 }
 
 fn golden_dir() -> PathBuf {
@@ -64,9 +62,12 @@ fn every_payload_matches_its_golden_file() {
 #[test]
 fn topics_ids_and_forbidden_keys() {
     let (cfg, topics, site) = reference();
-    assert_eq!(entity_configs(&cfg, &topics, &site).len(), 16);
     let configs = all_configs(&cfg, &topics, &site);
-    assert_eq!(configs.len(), 16 + 6);
+    assert_eq!(configs.len(), 13 + 6);
+    // The retired device-level entities are gone, and cleared by topic.
+    let retired = retired_config_topics(&topics);
+    assert_eq!(retired.len(), 3);
+    assert!(configs.iter().all(|c| !retired.contains(&c.topic)));
     let mut ids: Vec<&str> = Vec::new();
     for c in &configs {
         assert_eq!(
@@ -113,7 +114,12 @@ fn several_panels_prefix_the_panel_name() {
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
-    assert_eq!(configs.len(), 16 + 7);
+    assert_eq!(configs.len(), 13 + 6 + 7 + 5);
+    // No two entities share a name (HA would suffix one of them).
+    let mut sorted = names.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), names.len(), "{names:?}");
 }
 
 #[test]
@@ -146,10 +152,6 @@ fn urls_and_state_payloads() {
     assert_eq!(
         rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
         "2000-02-29T00:00:00+00:00"
-    );
-    assert_eq!(
-        doorbell_event("ring", p, at),
-        r#"{"devaddr":20,"event_type":"ring","panel":"doorbell","time":"2024-03-01T12:00:05+00:00"}"#
     );
     assert_eq!(display("front-door_2"), "Front door 2");
     assert_eq!((on_off(true), on_off(false)), ("ON", "OFF"));
@@ -213,6 +215,7 @@ fn ring_event_payload_and_ringer_state() {
         at,
         attributed: false,
         clip: Some(&clip),
+        outcome: Some("missed"),
     };
     let v: Value = serde_json::from_str(&ring_event(&cfg, &site, &ev)).expect("json");
     assert_eq!(
@@ -227,15 +230,17 @@ fn ring_event_payload_and_ringer_state() {
             "snapshot_url": "http://192.168.1.10:8080/api/doorbell/rings/20240301-120005-250.jpg",
             "clip": "/media/c300x/doorbell/20240301-120005-250_doorbell.mp4",
             "clip_media_id": "media-source://media_source/local/c300x/doorbell/20240301-120005-250_doorbell.mp4",
+            "outcome": "missed",
         })
     );
     let ring = RingEvent {
         event_type: "ring",
         clip: None,
+        outcome: None,
         ..ev
     };
     let v: Value = serde_json::from_str(&ring_event(&cfg, &site, &ring)).expect("json");
-    assert!(v.get("clip").is_none() && v["event_type"] == "ring");
+    assert!(v.get("clip").is_none() && v.get("outcome").is_none() && v["event_type"] == "ring");
     assert!(EVENT_TYPES.contains(&"ended") && EVENT_TYPES[0] == "ring");
     assert_eq!(
         media_source_id(std::path::Path::new("/srv/clips/a.mp4")),

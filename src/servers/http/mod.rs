@@ -13,6 +13,7 @@ mod jpeg_feed;
 mod links;
 mod metrics;
 mod mjpeg;
+mod rings;
 mod serve;
 mod snapshot;
 mod ui;
@@ -48,6 +49,8 @@ pub struct HttpState {
     pub camera: crate::homeassistant::CameraWatch,
     /// Connection counters of both servers, for `/metrics` (the RTSP server gets the same).
     pub stats: Arc<ServerStats>,
+    /// Rings: pending, history, pictures, clips, answer / reject (`rings.rs`).
+    pub doorbell: Option<crate::doorbell::Doorbell>,
 }
 
 /// Hooks into the simulator for `demo`.
@@ -190,6 +193,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/{panel}/mjpeg", get(mjpeg::mjpeg))
         .route("/api/{panel}/hls/{file}", get(hls::resource))
         .route("/api/{panel}/signed-urls", get(links::signed_urls))
+        .merge(rings::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),

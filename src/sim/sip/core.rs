@@ -38,6 +38,7 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<super::ring::RingHandle, crate::sim::SimError>>,
     },
     CancelRings,
+    AnswerElsewhere,
     HangUpAll {
         reply: oneshot::Sender<usize>,
     },
@@ -378,6 +379,12 @@ impl Core {
                 let ids: Vec<String> = self.rings.keys().cloned().collect();
                 for id in ids {
                     self.ring_timeout(&id);
+                }
+            }
+            Command::AnswerElsewhere => {
+                let ids: Vec<String> = self.rings.keys().cloned().collect();
+                for id in ids {
+                    self.cancel_ring(&id, Some(super::ring::COMPLETED_ELSEWHERE));
                 }
             }
             Command::HangUpAll { reply } => {

@@ -6,7 +6,7 @@
 
 use super::core::{Core, Internal};
 use super::message::{Message, param, uri_of};
-use super::ring::{Early, EarlyMedia, Ring, RingState, ack_for, cancel_for};
+use super::ring::{COMPLETED_ELSEWHERE, Early, EarlyMedia, Ring, RingState, ack_for, cancel_for};
 use super::transport::Flow;
 use super::view::{Call, CallState};
 use crate::sim::media::{MediaOptions, MediaPlan, MediaSession};
@@ -215,7 +215,9 @@ impl Core {
         let invite = ring.forks[idx].invite.clone();
         for f in ring.forks.iter_mut().filter(|f| !f.done) {
             f.done = true;
-            f.flow.send(&cancel_for(&f.invite));
+            let mut cancel = cancel_for(&f.invite);
+            cancel.push("Reason", COMPLETED_ELSEWHERE);
+            f.flow.send(&cancel);
         }
         let _ = ring.state.send(RingState::Answered);
         let media = media.map(|(session, ended)| {

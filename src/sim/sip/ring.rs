@@ -239,6 +239,11 @@ impl Core {
 
     /// Nobody answered: CANCEL every fork still pending (RFC 3261 §9.1).
     pub(super) fn ring_timeout(&mut self, call_id: &str) {
+        self.cancel_ring(call_id, None);
+    }
+
+    /// CANCEL every fork still pending, with a `Reason` header when given.
+    pub(super) fn cancel_ring(&mut self, call_id: &str, reason: Option<&str>) {
         let Some(ring) = self.rings.get_mut(call_id) else {
             return;
         };
@@ -251,7 +256,11 @@ impl Core {
         ring.cancelled = true;
         ring.stop_early();
         for f in ring.forks.iter().filter(|f| !f.done) {
-            f.flow.send(&cancel_for(&f.invite));
+            let mut cancel = cancel_for(&f.invite);
+            if let Some(r) = reason {
+                cancel.push("Reason", r);
+            }
+            f.flow.send(&cancel);
         }
         let _ = ring.state.send(RingState::Cancelled);
         let (tx, id) = (self.internal.clone(), call_id.to_owned());
@@ -261,6 +270,9 @@ impl Core {
         });
     }
 }
+
+/// What flexisip writes on the CANCELs to the other forks once one answered (RFC 3326).
+pub(super) const COMPLETED_ELSEWHERE: &str = "SIP;cause=200;text=\"Call completed elsewhere\"";
 
 /// CANCEL for a pending INVITE: same Request-URI, top Via (branch), From, To, Call-ID, CSeq number.
 pub(super) fn cancel_for(invite: &Message) -> Message {

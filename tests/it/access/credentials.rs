@@ -69,6 +69,7 @@ impl Fixture {
             config: Arc::new(config.clone()),
             demo: None,
             camera: c300x_bridge::homeassistant::CameraWatch::none(),
+            doorbell: None,
             stats: Default::default(),
         };
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");

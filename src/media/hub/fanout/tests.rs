@@ -105,7 +105,7 @@ fn viewer(rx: &mut oneshot::Receiver<Result<Viewer, HubError>>) -> Viewer {
 fn viewers_watching_through_a_restart_get_the_keyframe_that_admits_a_joiner() {
     let mut f = fanout(64);
     let mut cam = Cam { seq: 100, ts: 0 };
-    f.start_call();
+    f.start_call(false);
     let out = send(&mut f, cam.keyframe());
     assert!(out.first_keyframe);
     let (mut r1, mut r2) = (joiner(&mut f, 1), joiner(&mut f, 2));
@@ -121,7 +121,7 @@ fn viewers_watching_through_a_restart_get_the_keyframe_that_admits_a_joiner() {
 
     // The call restarts (remote BYE, no RTP, max call); a third viewer joins meanwhile.
     f.end_call();
-    f.start_call();
+    f.start_call(false);
     let mut r3 = joiner(&mut f, 3);
     assert!(
         f.admit_waiting().admitted.is_empty(),
@@ -149,7 +149,7 @@ fn viewers_watching_through_a_restart_get_the_keyframe_that_admits_a_joiner() {
 fn a_full_queue_drops_until_the_next_keyframe_and_a_dropped_receiver_is_gone() {
     let mut f = fanout(8);
     let mut cam = Cam { seq: 1, ts: 0 };
-    f.start_call();
+    f.start_call(false);
     send(&mut f, cam.keyframe());
     let (mut r1, mut r2) = (joiner(&mut f, 1), joiner(&mut f, 2));
     f.admit_waiting();
@@ -202,7 +202,7 @@ fn packets_without_a_call_are_ignored_and_joiners_wait() {
 fn a_joiner_that_gave_up_before_its_keyframe_is_reported_gone() {
     let mut f = fanout(8);
     let mut cam = Cam { seq: 1, ts: 0 };
-    f.start_call();
+    f.start_call(false);
     let (r1, mut r2) = (joiner(&mut f, 1), joiner(&mut f, 2));
     drop(r1);
     let out = send(&mut f, cam.keyframe());

@@ -6,13 +6,20 @@ use std::time::{Duration, Instant};
 use super::HubMachine;
 use crate::media::hub::{CallEnd, HubState};
 
-/// Where the hub's call comes from. Issue 16 adds a ring's early-media preview here.
+/// Where the hub's call comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallSource {
     /// A view call we place: INVITE with `a=DEVADDR`.
     View { devaddr: u8 },
     /// A doorbell ring the user answered (200 with our SDP), by its Call-ID.
     AnsweredRing { call_id: String },
+    /// A ring's silent preview: early media after our 183 (audio inactive), by its Call-ID.
+    /// It lasts as long as the ring; `snapshot_call`: when it brings no picture, a short view
+    /// call is placed for one (`ring_snapshot_call`).
+    RingPreview {
+        call_id: String,
+        snapshot_call: bool,
+    },
 }
 
 impl CallSource {
@@ -20,6 +27,15 @@ impl CallSource {
         match self {
             Self::View { .. } => "view",
             Self::AnsweredRing { .. } => "answered_ring",
+            Self::RingPreview { .. } => "ring_preview",
+        }
+    }
+
+    /// The ring this call belongs to (answered or previewed).
+    pub fn ring_call_id(&self) -> Option<&str> {
+        match self {
+            Self::View { .. } => None,
+            Self::AnsweredRing { call_id } | Self::RingPreview { call_id, .. } => Some(call_id),
         }
     }
 

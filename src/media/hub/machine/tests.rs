@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::media::hub::{CallEnd, HubSettings, HubState};
 
+mod ring;
 mod transitions;
 
 const DEVADDR: u8 = 20;
@@ -68,8 +69,16 @@ impl Rig {
         match self.m.phase() {
             Phase::Idle => "idle",
             Phase::Placing { source, .. } if source.is_view() => "placing view",
+            Phase::Placing {
+                source: CallSource::RingPreview { .. },
+                ..
+            } => "placing preview",
             Phase::Placing { .. } => "placing ring",
             Phase::Live(c) if c.source.is_view() => "live view",
+            Phase::Live(Call {
+                source: CallSource::RingPreview { .. },
+                ..
+            }) => "live preview",
             Phase::Live(_) => "live ring",
             Phase::Lingering { .. } => "lingering",
             Phase::Backoff { .. } => "backoff",
@@ -93,6 +102,19 @@ fn up(id: &str) -> Input {
 fn answer() -> Input {
     Input::AnswerRing {
         call_id: "ring-1".into(),
+    }
+}
+fn preview(snapshot_call: bool) -> CallSource {
+    CallSource::RingPreview {
+        call_id: "ring-1".into(),
+        snapshot_call,
+    }
+}
+fn ring_in(preview: bool, snapshot_call: bool) -> Input {
+    Input::Ring {
+        call_id: "ring-1".into(),
+        preview,
+        snapshot_call,
     }
 }
 fn ended(reason: CallEnd) -> Input {
@@ -126,6 +148,18 @@ enum From {
     Backoff,
     Stopped,
     PrivacyOn,
+    /// A ring is being previewed (183 under way); nobody watches. `snapshot_call` off.
+    PlacingPreview,
+    /// The same with `ring_snapshot_call` on.
+    PlacingPreviewSnap,
+    /// The preview is up with video; viewer 1 watches.
+    LivePreview,
+    /// The preview is up with video; nobody watches.
+    LivePreviewAlone,
+    /// The preview is up, no video yet, `ring_snapshot_call` on.
+    LivePreviewNoVideo,
+    /// No preview: the snapshot call is up with video, nobody watches.
+    LiveSnapshot,
 }
 
 fn setup(from: From) -> Rig {
@@ -172,6 +206,26 @@ fn setup(from: From) -> Rig {
         ],
         From::Stopped => vec![(0, Input::Shutdown)],
         From::PrivacyOn => vec![(0, Input::AllowStreaming(false))],
+        From::PlacingPreview => vec![(0, ring_in(true, false))],
+        From::PlacingPreviewSnap => vec![(0, ring_in(true, true))],
+        From::LivePreview => vec![
+            (0, ring_in(true, false)),
+            (400, up("ring-1")),
+            (500, Input::Video),
+            (600, join(1)),
+            (600, admitted(1)),
+        ],
+        From::LivePreviewAlone => vec![
+            (0, ring_in(true, false)),
+            (400, up("ring-1")),
+            (500, Input::Video),
+        ],
+        From::LivePreviewNoVideo => vec![(0, ring_in(true, true)), (400, up("ring-1"))],
+        From::LiveSnapshot => vec![
+            (0, ring_in(false, true)),
+            (400, up("c1")),
+            (500, Input::Video),
+        ],
     };
     r.steps(steps);
     r

@@ -2,6 +2,7 @@
 //! in virtual time, calls are placed and ended by the test, packets are crafted H.264. Checks
 //! what the driver does with the machine's actions, not the rules themselves (`machine/tests`).
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -65,6 +66,10 @@ struct FakeState {
     hung_up: Vec<String>,
     /// The next placement fails with this.
     fail: Option<String>,
+    /// Previews answered (`answer_preview`) and promoted, by call id.
+    answered: Vec<String>,
+    /// The next `answer_preview` fails with this.
+    answer_fails: Option<String>,
 }
 
 #[derive(Clone, Default)]
@@ -144,11 +149,32 @@ impl CallPlacer for Fake {
     ) -> Result<FakeCall, String> {
         self.place(format!("answer:{}", ring.call_id), out).await
     }
+    async fn preview(
+        &self,
+        ring: IncomingRing,
+        out: mpsc::Sender<MediaPacket>,
+    ) -> Result<FakeCall, String> {
+        self.place(format!("preview:{}", ring.call_id), out).await
+    }
 }
 
 impl HubCall for FakeCall {
+    type Answered = String;
     fn call_id(&self) -> &str {
         &self.id
+    }
+    fn answer_preview(&self) -> impl Future<Output = Result<String, String>> + Send + 'static {
+        let (fake, id) = (self.fake.clone(), self.id.clone());
+        async move {
+            tokio::time::sleep(ANSWER).await;
+            match fake.with(|s| s.answer_fails.take()) {
+                Some(e) => Err(e),
+                None => Ok(id),
+            }
+        }
+    }
+    fn promote(&mut self, answered: String) {
+        self.fake.with(|s| s.answered.push(answered));
     }
     fn request_keyframe(&self) {}
     fn srtp_failures(&self) -> u64 {
@@ -356,3 +382,5 @@ async fn shutdown_hangs_up_refuses_joiners_and_ends_the_task() {
         Err(HubError::Stopped { .. })
     ));
 }
+
+mod ring;

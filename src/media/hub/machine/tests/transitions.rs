@@ -3,7 +3,7 @@
 
 use super::*;
 
-struct Row {
+pub(super) struct Row {
     from: From,
     steps: Vec<(u64, Input)>,
     actions: Vec<Action>,
@@ -11,7 +11,7 @@ struct Row {
     state: HubState,
 }
 
-fn row(
+pub(super) fn row(
     from: From,
     steps: Vec<(u64, Input)>,
     actions: Vec<Action>,
@@ -422,6 +422,11 @@ fn every_phase_transition() {
             S::Idle,
         ),
     ];
+    check(rows);
+}
+
+/// Runs every row and reports all that fail.
+pub(super) fn check(rows: Vec<Row>) {
     let mut failures = Vec::new();
     for (i, r) in rows.into_iter().enumerate() {
         let mut rig = setup(r.from);
