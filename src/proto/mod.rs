@@ -3,6 +3,7 @@
 
 pub mod aac;
 pub mod fmp4;
+pub mod g711;
 pub mod h264;
 pub mod hls;
 pub mod openwebnet;
