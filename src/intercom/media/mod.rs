@@ -287,7 +287,7 @@ impl CallMedia {
     ) -> Result<Self, MediaError> {
         let CallSockets { audio, video, .. } = sockets;
         let (audio_port, video_port) = (audio.port(), video.port());
-        let (talk_tx, talk_rx) = mpsc::channel(talk::TALK_CHANNEL);
+        let (talk, talk_rx) = TalkSink::channel(talk::TALK_CHANNEL);
         let ctx = |medium, direction, port, key: &SdesKey| {
             SrtpSession::new(key).map_err(|source| MediaError::Srtp {
                 medium,
@@ -364,7 +364,7 @@ impl CallMedia {
             tasks,
             audio_port,
             video_port,
-            talk: talk::TalkSink::new(talk_tx),
+            talk,
         })
     }
 

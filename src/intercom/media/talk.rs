@@ -47,8 +47,10 @@ pub struct TalkSink {
 }
 
 impl TalkSink {
-    pub(super) fn new(tx: mpsc::Sender<TalkFrame>) -> Self {
-        Self { tx }
+    /// A sink and the receiving end a call's audio task (or a test's fake call) reads.
+    pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<TalkFrame>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (Self { tx }, rx)
     }
 
     pub fn send(&self, frame: TalkFrame) -> Result<(), TalkSendError> {

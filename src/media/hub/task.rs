@@ -13,14 +13,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::fanout::{Fanout, Joiner, Outcome};
 use super::machine::{Action, CallSource, HubMachine, Input, Refusal};
+use super::talk::{self, TalkFloor, TalkState};
 use super::{
     CallEnd, Command, HubCounters, HubError, HubSettings, HubState, HubStatus, NEXT_VIEWER,
     StreamInfo, VideoFrame,
 };
 use crate::config::Panel;
-use crate::intercom::media::MediaPacket;
+use crate::intercom::media::{MediaPacket, TalkSink};
 use crate::intercom::sip::{EndReason, IncomingRing};
 use crate::intercom::{Intercom, MediaCall};
+use crate::proto::sdp::SpeexVbr;
 
 /// Packets one call may have queued towards the hub task.
 const CALL_QUEUE: usize = 2048;
@@ -53,6 +55,11 @@ pub trait HubCall: Send + 'static {
     fn ended(&self) -> watch::Receiver<Option<EndReason>>;
     /// BYE (bounded; a call that already ended only stops its media).
     fn hang_up(self) -> impl Future<Output = ()> + Send;
+    /// Where talk frames for this call go, and the Speex mode its SDP asked for; `None` for a
+    /// call that cannot carry talk.
+    fn talk_sink(&self) -> Option<(TalkSink, SpeexVbr)> {
+        None
+    }
 }
 
 impl CallPlacer for Intercom {
@@ -89,6 +96,9 @@ impl HubCall for MediaCall {
     async fn hang_up(self) {
         self.hangup().await;
     }
+    fn talk_sink(&self) -> Option<(TalkSink, SpeexVbr)> {
+        Some(MediaCall::talk_sink(self))
+    }
 }
 
 pub(super) fn initial_status(panel: &Panel) -> HubStatus {
@@ -119,6 +129,7 @@ pub(super) struct Channels {
     pub status_tx: watch::Sender<HubStatus>,
     pub info_tx: watch::Sender<Option<StreamInfo>>,
     pub keyframe_tx: watch::Sender<Option<Arc<VideoFrame>>>,
+    pub talk_tx: watch::Sender<TalkState>,
 }
 
 type AnswerReply = oneshot::Sender<Result<(), HubError>>;
@@ -141,6 +152,8 @@ pub(super) struct HubTask<P: CallPlacer> {
     placer: P,
     machine: HubMachine,
     fanout: Fanout,
+    /// Who talks (one talker per panel) and where its voice goes.
+    talk: TalkFloor,
     rx: mpsc::UnboundedReceiver<Command>,
     status_tx: watch::Sender<HubStatus>,
     counters: Arc<HubCounters>,
@@ -186,6 +199,7 @@ impl<P: CallPlacer> HubTask<P> {
         );
         Self {
             machine: HubMachine::new(panel.devaddr, &settings),
+            talk: TalkFloor::new(panel.name.clone(), ch.talk_tx),
             panel,
             placer,
             fanout,
@@ -215,6 +229,7 @@ impl<P: CallPlacer> HubTask<P> {
                 Event::Tick => self.on_tick(),
                 Event::Reaped => {}
             }
+            self.sync_talk();
             self.publish();
         }
         self.input(Input::Shutdown);
@@ -281,9 +296,14 @@ impl<P: CallPlacer> HubTask<P> {
             }
             Action::Reject { viewer, refusal } => {
                 let err = self.refusal(refusal);
+                self.talk.reject(viewer, &err);
                 self.fanout.reject(viewer, err);
             }
-            Action::CloseViewers => self.fanout.close_viewers(),
+            Action::CloseViewers => {
+                self.fanout.close_viewers();
+                self.talk
+                    .close(talk::close_reason(&self.machine, &self.panel.name));
+            }
             Action::RefuseAnswer { .. } => {
                 if let Some((_, reply)) = self.ring.take() {
                     let _ = reply.send(Err(self.refusal(Refusal::Stopped)));
@@ -382,7 +402,14 @@ impl<P: CallPlacer> HubTask<P> {
             }
             Command::Leave { id } => {
                 self.fanout.leave(id);
+                self.talk.leave(id);
                 self.input(Input::Leave { viewer: id });
+            }
+            Command::Talk { id, reply } => {
+                // A talker holds a viewer lease: on an idle panel it places the view call.
+                if self.talk.request(id, reply) {
+                    self.input(Input::Join { viewer: id });
+                }
             }
             Command::AllowStreaming(on) => {
                 if !on {
@@ -411,6 +438,15 @@ impl<P: CallPlacer> HubTask<P> {
         self.machine.handle(now, Input::Packet);
         let out = self.fanout.push(now, p);
         self.outcome(out);
+    }
+
+    /// Admits a waiting talker once the call is live; points the talk at the live call.
+    fn sync_talk(&mut self) {
+        let live = self.live.as_ref().map(|l| &l.call);
+        if let Some(talker) = self.talk.sync(&self.machine, live) {
+            tracing::info!(panel = %self.panel.name, "talking");
+            self.input(Input::Admitted { viewer: talker });
+        }
     }
 
     /// Tells the machine what the fan-out saw.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use super::*;
-use crate::intercom::media::MediaKind;
+use crate::intercom::media::{MediaKind, TalkFrame, TalkSink};
 use crate::media::hub::{Frame, StreamHub, Viewer, ViewerKind};
 
 const SPS: &[u8] = &[
@@ -65,6 +65,8 @@ struct FakeState {
     hung_up: Vec<String>,
     /// The next placement fails with this.
     fail: Option<String>,
+    /// What talkers sent into each call (index = call number − 1).
+    talk: Vec<Option<mpsc::Receiver<TalkFrame>>>,
 }
 
 #[derive(Clone, Default)]
@@ -97,6 +99,14 @@ impl Fake {
         })
     }
 
+    /// The talk frames sent into call `n` (1-based) so far.
+    fn talk_frames(&self, n: usize) -> usize {
+        self.with(|s| {
+            let rx = s.talk[n - 1].as_mut().expect("talk receiver");
+            std::iter::from_fn(|| rx.try_recv().ok()).count()
+        })
+    }
+
     async fn place(
         &self,
         what: String,
@@ -110,6 +120,8 @@ impl Fake {
             }
             let id = format!("call-{}", s.calls.len() + 1);
             let ended = Arc::new(watch::channel(None).0);
+            let (talk, talk_rx) = TalkSink::channel(64);
+            s.talk.push(Some(talk_rx));
             s.calls.push(Ctl {
                 id: id.clone(),
                 out: Some(out),
@@ -121,6 +133,7 @@ impl Fake {
                 id,
                 ended,
                 fake: self.clone(),
+                talk,
             })
         })
     }
@@ -130,6 +143,7 @@ struct FakeCall {
     id: String,
     ended: Arc<watch::Sender<Option<EndReason>>>,
     fake: Fake,
+    talk: TalkSink,
 }
 
 impl CallPlacer for Fake {
@@ -163,6 +177,9 @@ impl HubCall for FakeCall {
             self.fake.with(|s| s.hung_up.push(self.id.clone()));
         }
         self.ended.send_replace(Some(EndReason::LocalHangup));
+    }
+    fn talk_sink(&self) -> Option<(TalkSink, SpeexVbr)> {
+        Some((self.talk.clone(), SpeexVbr::On))
     }
 }
 
@@ -356,3 +373,5 @@ async fn shutdown_hangs_up_refuses_joiners_and_ends_the_task() {
         Err(HubError::Stopped { .. })
     ));
 }
+
+mod talk;
