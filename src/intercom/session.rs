@@ -12,8 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::media::{
-    CallMedia, CallSockets, MediaError, MediaPacket, MediaStats, PortPool, RemoteEndpoint,
-    TalkSink,
+    CallMedia, CallSockets, MediaError, MediaPacket, MediaStats, PortPool, RemoteEndpoint, TalkSink,
 };
 use super::sip::{
     self, AnsweredCall, EndReason, IncomingRing, RingEvent, SipError, SipHandle, SipSettings,

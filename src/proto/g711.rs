@@ -65,11 +65,7 @@ pub fn ulaw_to_linear(byte: u8) -> i16 {
     let mantissa = i32::from(u & 0x0f);
     // Bias 0x84 (132) makes each segment's steps start where the previous ended.
     let magnitude = (((mantissa << 3) + 0x84) << segment) - 0x84;
-    let value = if u & 0x80 != 0 {
-        -magnitude
-    } else {
-        magnitude
-    };
+    let value = if u & 0x80 != 0 { -magnitude } else { magnitude };
     value as i16
 }
 
@@ -83,11 +79,7 @@ pub fn alaw_to_linear(byte: u8) -> i16 {
         0 => (mantissa << 4) + 8,
         s => ((mantissa << 4) + 0x108) << (s - 1),
     };
-    let value = if a & 0x80 != 0 {
-        magnitude
-    } else {
-        -magnitude
-    };
+    let value = if a & 0x80 != 0 { magnitude } else { -magnitude };
     value as i16
 }
 

@@ -86,6 +86,8 @@ pub struct CallMedia {
     pub voiced_ms: u64,
     /// The strongest frequency of the voiced audio (20 Hz steps), if any was voiced.
     pub dominant_hz: Option<u32>,
+    /// The voiced frames' mean RMS level, dBFS.
+    pub voiced_dbfs: Option<i32>,
     /// Audio packets with the marker bit (talk spurts).
     pub audio_markers: u64,
     /// Audio packets that broke the stream: new SSRC, sequence gap, or a timestamp step other
@@ -109,6 +111,7 @@ impl CallMediaCounters {
             voiced_frames: heard.voiced_frames,
             voiced_ms: heard.voiced_frames * 20,
             dominant_hz: heard.dominant_hz(),
+            voiced_dbfs: heard.voiced_dbfs(),
             audio_markers: heard.markers,
             audio_discontinuities: heard.discontinuities,
         }

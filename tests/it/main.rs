@@ -21,4 +21,5 @@ mod sim_ringer;
 mod sim_sip;
 mod sip_peer;
 mod status_page;
+mod talk;
 mod transcode;

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ports::TokioPair;
 use super::reception::Reception;
-use super::talk::{TalkFrame, TalkQueue, Tick};
+use super::talk::{self, TalkFrame, TalkQueue, Tick};
 use super::{MediaKind, MediaPacket, Shared, StreamCounters, add};
 use crate::proto::h264;
 use crate::proto::rtp::reorder::{Pushed, ReorderBuffer};
@@ -299,6 +299,7 @@ impl StreamTask {
         let tick = self.talk.tick(Instant::now().into_std());
         let (payload, marker, captured) = match &tick {
             Tick::Talk { frame, marker } => (&frame.speex[..], *marker, Some(frame.captured)),
+            Tick::EndOfTalk => (&talk::END_OF_TALK[..], false, None),
             Tick::Silence => (&SPEEX_SILENCE[..], false, None),
         };
         let header = RtpHeader {

@@ -21,6 +21,14 @@ const PREFILL_WAIT: Duration = Duration::from_millis(20);
 /// Ticks without a frame (silence sent) before a spurt counts as over; the next frame then starts
 /// a new spurt (marker bit, prefill again).
 const HANGOVER_TICKS: u32 = 3;
+/// Ticks that send [`END_OF_TALK`] after a spurt, before the silence keep-alives.
+const END_TICKS: u32 = 3;
+/// A Speex NB frame of digital silence (mode 1, as libspeex's VBR encoder codes zeros). Sent
+/// after a talk spurt: libspeex — the unit's decoder — answers the 1-byte mode-0 keep-alive
+/// with comfort noise at the level of the last excitation, so after talk the panel would hiss
+/// (−35 dBFS, measured here, for as long as the call lasts); these frames bring its decoder
+/// back to silence first.
+pub const END_OF_TALK: [u8; 6] = [0x0e, 0x9d, 0x66, 0x00, 0x01, 0xef];
 /// The delay histogram's resolution and range (1 ms buckets up to 1 s, then one overflow bucket).
 const DELAY_BUCKETS: usize = 1_000;
 
@@ -71,6 +79,8 @@ impl TalkSink {
 pub(super) enum Tick {
     /// A talk frame; `marker` on the first of a spurt (RFC 3551 §4.1).
     Talk { frame: TalkFrame, marker: bool },
+    /// After a spurt: [`END_OF_TALK`].
+    EndOfTalk,
     /// The keep-alive silence frame.
     Silence,
 }
@@ -83,6 +93,8 @@ enum Spurt {
     Filling,
     /// Sending a frame per tick; `dry` ticks in a row found the queue empty.
     Playing { dry: u32, first: bool },
+    /// The spurt is over: `left` more ticks of [`END_OF_TALK`].
+    Ending { left: u32 },
 }
 
 /// Counters of the talk input of one call.
@@ -128,7 +140,7 @@ impl TalkQueue {
             self.frames.pop_front();
             self.counts.overflow += 1;
         }
-        if self.spurt == Spurt::Idle {
+        if matches!(self.spurt, Spurt::Idle | Spurt::Ending { .. }) {
             self.spurt = Spurt::Filling;
         }
     }
@@ -148,6 +160,13 @@ impl TalkQueue {
                 };
             }
         }
+        if let Spurt::Ending { left } = self.spurt {
+            self.spurt = match left {
+                0 | 1 => Spurt::Idle,
+                n => Spurt::Ending { left: n - 1 },
+            };
+            return Tick::EndOfTalk;
+        }
         let Spurt::Playing { dry, first } = self.spurt else {
             return Tick::Silence;
         };
@@ -164,8 +183,10 @@ impl TalkQueue {
                 }
             }
             None if dry + 1 >= HANGOVER_TICKS => {
-                self.spurt = Spurt::Idle;
-                Tick::Silence
+                self.spurt = Spurt::Ending {
+                    left: END_TICKS - 1,
+                };
+                Tick::EndOfTalk
             }
             None => {
                 self.counts.underruns += 1;
@@ -272,7 +293,7 @@ mod tests {
     fn sent(t: Tick) -> Option<(u8, bool)> {
         match t {
             Tick::Talk { frame, marker } => Some((frame.speex[0], marker)),
-            Tick::Silence => None,
+            Tick::EndOfTalk | Tick::Silence => None,
         }
     }
 
@@ -291,20 +312,43 @@ mod tests {
         // Prefill: the first frame waits one more tick (until it waited 20 ms or a second came).
         assert_eq!(out[0], None);
         assert_eq!(out[1], Some((0, true)));
-        assert_eq!(&out[2..], [Some((1, false)), Some((2, false)), Some((3, false)), Some((4, false))]);
-        // The talker stops: the last queued frame, then silence; hangover, then a new spurt.
+        assert_eq!(
+            &out[2..],
+            [
+                Some((1, false)),
+                Some((2, false)),
+                Some((3, false)),
+                Some((4, false))
+            ]
+        );
+        // The talker stops: the last queued frame, then silence (a late frame could still come),
+        // then the end-of-talk frames, then the keep-alive; a new spurt after that.
         let mut now = t0 + 140 * MS;
         assert_eq!(sent(q.tick(now)), Some((5, false)));
-        for _ in 0..5 {
+        let mut ticks = Vec::new();
+        for _ in 0..7 {
             now += 20 * MS;
-            assert_eq!(q.tick(now), Tick::Silence);
+            ticks.push(q.tick(now));
         }
+        use Tick::{EndOfTalk as E, Silence as S};
+        assert_eq!(ticks, [S, S, E, E, E, S, S]);
         q.push(now, frame(9, now));
         q.push(now, frame(10, now));
-        assert_eq!(sent(q.tick(now + 20 * MS)), Some((9, true)), "new spurt, marker again");
+        assert_eq!(
+            sent(q.tick(now + 20 * MS)),
+            Some((9, true)),
+            "new spurt, marker again"
+        );
         let c = q.counts();
         assert_eq!((c.received, c.sent, c.spurts, c.overflow), (8, 7, 2, 0));
         assert_eq!(c.underruns, 2, "hangover ticks before the spurt ended");
+    }
+
+    #[test]
+    fn end_of_talk_is_a_narrowband_mode_1_frame() {
+        // First bit 0: narrowband; next four: sub-mode 1 (43 bits, fits in 6 bytes).
+        assert_eq!(END_OF_TALK[0] >> 7, 0);
+        assert_eq!((END_OF_TALK[0] >> 3) & 0x0f, 1);
     }
 
     #[test]
@@ -317,7 +361,11 @@ mod tests {
         assert_eq!(sent(q.tick(t0 + 20 * MS)), Some((1, false)));
         assert_eq!(q.tick(t0 + 40 * MS), Tick::Silence);
         q.push(t0 + 45 * MS, frame(2, t0));
-        assert_eq!(sent(q.tick(t0 + 60 * MS)), Some((2, false)), "no prefill, no marker");
+        assert_eq!(
+            sent(q.tick(t0 + 60 * MS)),
+            Some((2, false)),
+            "no prefill, no marker"
+        );
         assert_eq!(q.counts().underruns, 1);
         assert_eq!(q.counts().spurts, 1);
     }

@@ -170,11 +170,7 @@ impl Talker {
     /// reason; a server selects on it to close the talker's session.
     pub async fn closed(&mut self) -> TalkError {
         let panel = self.panel.clone();
-        match self
-            .route
-            .wait_for(|r| matches!(r, Route::Closed(_)))
-            .await
-        {
+        match self.route.wait_for(|r| matches!(r, Route::Closed(_))).await {
             Ok(r) => match &*r {
                 Route::Closed(e) => TalkError::Hub(e.clone()),
                 Route::Paused | Route::Call { .. } => TalkError::Hub(HubError::Stopped { panel }),
@@ -283,7 +279,10 @@ impl TalkFloor {
         let target = call
             .zip(live)
             .filter(|(c, l)| c.call_id == l.call_id())
-            .and_then(|(c, l)| l.talk_sink().map(|(sink, vbr)| (c.call_id.clone(), sink, vbr)));
+            .and_then(|(c, l)| {
+                l.talk_sink()
+                    .map(|(sink, vbr)| (c.call_id.clone(), sink, vbr))
+            });
         let mut changed = false;
         if h.routed.as_deref() != target.as_ref().map(|t| t.0.as_str()) {
             h.routed = target.as_ref().map(|t| t.0.clone());

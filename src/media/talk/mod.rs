@@ -226,7 +226,10 @@ mod tests {
         // Every frame is a real Speex frame (VBR: 46 bytes at the onset, then 10 for a steady
         // tone), never the 1-byte silence.
         assert!(frames.iter().all(|f| f.speex.len() >= 10));
-        assert!(frames.iter().any(|f| f.speex.len() > 20), "VBR spends more at the onset");
+        assert!(
+            frames.iter().any(|f| f.speex.len() > 20),
+            "VBR spends more at the onset"
+        );
     }
 
     #[test]
@@ -271,7 +274,10 @@ mod tests {
                 )
                 .expect("push");
             assert_eq!(frames.len(), 1);
-            assert_eq!(frames[0].captured, at, "its first sample came with the earlier payload");
+            assert_eq!(
+                frames[0].captured, at,
+                "its first sample came with the earlier payload"
+            );
         }
     }
 

@@ -1,8 +1,9 @@
 //! The unit's loudspeaker: what the bridge sends on a call's audio (silence keep-alives, or
-//! talk: c300x-protocol.md §5, §9, §10) is decoded with FFmpeg's native Speex decoder (one
-//! frame per payload, as FFmpeg 5.1 decodes RTP Speex) and measured — frames above a silence
-//! threshold count as voiced, and a Goertzel bank over the voiced frames finds the dominant
-//! frequency. Also checks that the stream keeps one SSRC and a +160-per-packet clock.
+//! talk: c300x-protocol.md §5, §9, §10) is decoded with libspeex through FFmpeg — the decoder the
+//! unit's Linphone uses; FFmpeg's native `speex` decoder drifts on steady tones (a 1 kHz tone
+//! coded CBR decodes at 10× full scale after 3 s, measured here) — and measured: frames above a
+//! silence threshold count as voiced, and a Goertzel bank over the voiced frames finds the
+//! dominant frequency. Also checks that the stream keeps one SSRC and a +160-per-packet clock.
 
 use ffmpeg::util::frame;
 use ffmpeg_next as ffmpeg;
@@ -35,6 +36,8 @@ pub struct Hearing {
     /// Packets that broke the stream: another SSRC, a sequence gap, or a timestamp step other
     /// than 160 per packet.
     pub discontinuities: u64,
+    /// Sum of the voiced frames' RMS (for their mean level).
+    voiced_rms_sum: f64,
     /// Summed Goertzel power per bin over the voiced blocks.
     power: Vec<f64>,
     block: Vec<f32>,
@@ -50,6 +53,7 @@ impl Default for Hearing {
             keepalives: 0,
             markers: 0,
             discontinuities: 0,
+            voiced_rms_sum: 0.0,
             power: vec![0.0; BINS],
             block: Vec::with_capacity(BLOCK),
             last: None,
@@ -66,6 +70,14 @@ impl Hearing {
             .enumerate()
             .max_by(|a, b| a.1.total_cmp(b.1))?;
         (*power > 0.0).then(|| LOW_HZ + STEP_HZ * bin as u32)
+    }
+
+    /// The mean RMS of the voiced frames in dB below full scale (16-bit), rounded.
+    pub fn voiced_dbfs(&self) -> Option<i32> {
+        (self.voiced_frames > 0).then(|| {
+            let rms = self.voiced_rms_sum / self.voiced_frames as f64;
+            (20.0 * (rms / 32_768.0).log10()).round() as i32
+        })
     }
 
     /// One packet's header, for the continuity and marker counts.
@@ -93,6 +105,7 @@ impl Hearing {
             return;
         }
         self.voiced_frames += 1;
+        self.voiced_rms_sum += f64::from(rms);
         for s in samples {
             self.block.push(*s);
             if self.block.len() == BLOCK {
@@ -125,7 +138,7 @@ impl Hearing {
     }
 }
 
-/// FFmpeg's native Speex decoder, narrowband mono, no Speex header (RTP carries none).
+/// libspeex's decoder through FFmpeg, narrowband mono, no Speex header (RTP carries none).
 pub(super) struct Loudspeaker {
     decoder: ffmpeg::decoder::Audio,
     frame: frame::Audio,
@@ -135,16 +148,17 @@ pub(super) struct Loudspeaker {
 impl Loudspeaker {
     pub(super) fn new() -> Result<Self, MediaError> {
         super::audio::init_ffmpeg();
-        let codec = ffmpeg::decoder::find_by_name("speex").ok_or(MediaError::NoDecoder("speex"))?;
+        let codec =
+            ffmpeg::decoder::find_by_name("libspeex").ok_or(MediaError::NoDecoder("libspeex"))?;
         let mut opts = ffmpeg::Dictionary::new();
         opts.set("ar", "8000");
         opts.set("ac", "1");
         let decoder = ffmpeg::codec::context::Context::new_with_codec(codec)
             .decoder()
             .open_as_with(codec, opts)
-            .map_err(MediaError::ffmpeg("open the speex decoder"))?
+            .map_err(MediaError::ffmpeg("open the libspeex decoder"))?
             .audio()
-            .map_err(MediaError::ffmpeg("speex decoder is not audio"))?;
+            .map_err(MediaError::ffmpeg("libspeex decoder is not audio"))?;
         Ok(Self {
             decoder,
             frame: frame::Audio::empty(),
@@ -157,7 +171,11 @@ impl Loudspeaker {
         if payload == [0x00] {
             hearing.keepalives += 1;
         }
-        if payload.is_empty() || self.decoder.send_packet(&ffmpeg::Packet::copy(payload)).is_err()
+        if payload.is_empty()
+            || self
+                .decoder
+                .send_packet(&ffmpeg::Packet::copy(payload))
+                .is_err()
         {
             hearing.decode_errors += 1;
             self.decoder.flush();
@@ -168,14 +186,14 @@ impl Loudspeaker {
             self.samples.clear();
             let n = self.frame.samples();
             match self.frame.format() {
-                ffmpeg::format::Sample::F32(_) => self.samples.extend(
-                    self.frame.plane::<f32>(0)[..n]
-                        .iter()
-                        .map(|s| s * 32_768.0),
-                ),
-                ffmpeg::format::Sample::I16(_) => self
+                ffmpeg::format::Sample::F32(_) => self
                     .samples
-                    .extend(self.frame.plane::<i16>(0)[..n].iter().map(|s| f32::from(*s))),
+                    .extend(self.frame.plane::<f32>(0)[..n].iter().map(|s| s * 32_768.0)),
+                ffmpeg::format::Sample::I16(_) => self.samples.extend(
+                    self.frame.plane::<i16>(0)[..n]
+                        .iter()
+                        .map(|s| f32::from(*s)),
+                ),
                 _ => {}
             }
             hearing.on_frame(&self.samples);
@@ -212,6 +230,8 @@ mod tests {
         }
         assert_eq!(h.voiced_frames, 50);
         assert_eq!(h.dominant_hz(), Some(1_000));
+        // 8000 peak = RMS 5657 = −15 dBFS.
+        assert_eq!(h.voiced_dbfs(), Some(-15));
         let mut h = Hearing::default();
         for f in tone(730.0, 3_000.0, 20) {
             h.on_frame(&f);

@@ -48,7 +48,11 @@ async fn a_talker_on_an_idle_panel_places_a_view_call_and_a_second_is_refused() 
     let fake = Fake::default();
     let (hub, _stop, _task) = hub(&fake);
     let (mut t, _call) = talking(&fake, &hub).await;
-    assert_eq!(fake.placed(), ["view:20"], "the talker's lease placed the call");
+    assert_eq!(
+        fake.placed(),
+        ["view:20"],
+        "the talker's lease placed the call"
+    );
     assert_eq!(hub.status().state, HubState::Live);
     assert_eq!(
         hub.talk_state(),
@@ -61,7 +65,10 @@ async fn a_talker_on_an_idle_panel_places_a_view_call_and_a_second_is_refused() 
     assert_eq!(fake.talk_frames(1), 10);
     // A second talker, even while the first talks: refused, and no second call.
     let err = hub.talk().await.expect_err("busy");
-    assert!(matches!(err, TalkError::Busy { ref panel } if panel == "doorbell"), "{err}");
+    assert!(
+        matches!(err, TalkError::Busy { ref panel } if panel == "doorbell"),
+        "{err}"
+    );
     assert_eq!(fake.placed().len(), 1);
     // A viewer still joins the same call.
     let v = hub.join(ViewerKind::Rtsp).await.expect("viewer");
@@ -127,7 +134,11 @@ async fn privacy_ends_the_talk_and_refuses_new_talkers() {
         matches!(err, TalkError::Hub(HubError::StreamingDisabled { .. })),
         "{err}"
     );
-    assert_eq!(fake.placed().len(), 1, "no call placed for a refused talker");
+    assert_eq!(
+        fake.placed().len(),
+        1,
+        "no call placed for a refused talker"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -149,7 +160,10 @@ async fn a_talker_that_gives_up_while_waiting_frees_the_panel() {
         call.keyframe().await;
         (t.await.expect("task").expect("talking"), call)
     };
-    assert!(matches!(hub.talk_state(), TalkState::Talking { call_id: Some(_) }));
+    assert!(matches!(
+        hub.talk_state(),
+        TalkState::Talking { call_id: Some(_) }
+    ));
 }
 
 #[tokio::test(start_paused = true)]
