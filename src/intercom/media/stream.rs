@@ -26,6 +26,10 @@ const MAX_DATAGRAM: usize = 2048;
 /// Speex narrowband frame time and its timestamp step at 8 kHz (§10).
 const SILENCE_INTERVAL: Duration = Duration::from_millis(20);
 const SILENCE_TS_STEP: u32 = 160;
+/// After a stall of the task, up to this many 20 ms ticks are made up at once (100 ms: what the
+/// talk queue holds), so talk keeps real time instead of overflowing; a longer stall restarts
+/// the clock.
+const MAX_CATCH_UP: u32 = 5;
 /// A Speex NB frame in sub-mode 0 ("silence", 5 bits 0) padded with zero bits: the 1-byte
 /// payload memphi2/ha-bticino-c300x sends and the unit accepts (§5).
 const SPEEX_SILENCE: [u8; 1] = [0x00];
@@ -69,6 +73,8 @@ pub(super) struct StreamTask {
     warned_auth: bool,
     /// Audio: talk frames waiting for their 20 ms tick.
     talk: TalkQueue,
+    /// Audio: the 20 ms clock's last tick, as made up (see `MAX_CATCH_UP`).
+    audio_clock: Option<Instant>,
 }
 
 /// What woke the task.
@@ -110,6 +116,7 @@ impl StreamTask {
             next_pli,
             warned_auth: false,
             talk: TalkQueue::default(),
+            audio_clock: None,
         }
     }
 
@@ -156,7 +163,11 @@ impl StreamTask {
                     tracing::debug!(medium = %self.p.kind, error = %e, "media recv");
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                Wake::Silence => self.send_audio_tick().await,
+                Wake::Silence => {
+                    for _ in 0..ticks_due(&mut self.audio_clock, Instant::now()) {
+                        self.send_audio_tick().await;
+                    }
+                }
                 Wake::Talk(Some(frame)) => {
                     self.talk.push(Instant::now().into_std(), frame);
                     self.shared.set_talk_counts(self.talk.counts());
@@ -362,6 +373,27 @@ impl StreamTask {
     }
 }
 
+/// How many 20 ms audio ticks are due at `now` (normally 1; more after a stall of the task, up
+/// to `MAX_CATCH_UP`), advancing `clock` by as many; a longer stall restarts it at `now`.
+fn ticks_due(clock: &mut Option<Instant>, now: Instant) -> u32 {
+    let step = SILENCE_INTERVAL;
+    let due = clock.map_or(1, |last| {
+        let elapsed = now.saturating_duration_since(last).as_micros();
+        u32::try_from(elapsed / step.as_micros()).unwrap_or(u32::MAX)
+    });
+    match *clock {
+        Some(last) if due <= MAX_CATCH_UP => {
+            let n = due.max(1);
+            *clock = Some(last + step * n);
+            n
+        }
+        _ => {
+            *clock = Some(now);
+            1
+        }
+    }
+}
+
 /// The next talk frame; `None` once every sink is gone. Only polled while `rx` is `Some`.
 async fn recv_talk(rx: &mut Option<mpsc::Receiver<TalkFrame>>) -> Option<TalkFrame> {
     match rx {
@@ -429,6 +461,20 @@ mod tests {
         assert!(!h264::starts_keyframe(&[0x7c]));
         assert!(!h264::starts_keyframe(&[]));
         assert!(!h264::starts_keyframe(&[0x78]));
+    }
+
+    #[test]
+    fn the_audio_clock_makes_up_short_stalls_only() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut clock = None;
+        let due: Vec<u32> = [0, 20, 39, 61, 140, 141, 500, 520]
+            .into_iter()
+            .map(|at| ticks_due(&mut clock, t0 + ms(at)))
+            .collect();
+        // A tick a little early still counts once; 61 → 140 is 80 ms: four; 141 → 500 restarts.
+        assert_eq!(due, [1, 1, 1, 1, 4, 1, 1, 1]);
+        assert_eq!(clock, Some(t0 + ms(520)));
     }
 
     #[test]
