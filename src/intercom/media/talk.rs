@@ -21,6 +21,10 @@ const PREFILL_WAIT: Duration = Duration::from_millis(20);
 /// Ticks without a frame (silence sent) before a spurt counts as over; the next frame then starts
 /// a new spurt (marker bit, prefill again).
 const HANGOVER_TICKS: u32 = 3;
+/// The queue shrinks by a frame when at least this many frames stayed queued after every send
+/// for [`TRIM_WINDOW`] ticks (the depth an episode of jitter left behind is not kept for good).
+const TRIM_DEPTH: usize = 2;
+const TRIM_WINDOW: u32 = 50;
 /// Ticks that send [`END_OF_TALK`] after a spurt, before the silence keep-alives.
 const END_TICKS: u32 = 3;
 /// A Speex NB frame of digital silence (mode 1, as libspeex's VBR encoder codes zeros). Sent
@@ -110,6 +114,8 @@ pub struct QueueCounts {
     pub underruns: u64,
     /// Talk spurts started.
     pub spurts: u64,
+    /// Frames dropped to shrink a queue that stayed deeper than needed for a second.
+    pub trimmed: u64,
 }
 
 /// The jitter buffer between a talker and the 20 ms clock: frames queue (≤ [`MAX_QUEUED`]), a
@@ -119,6 +125,9 @@ pub(super) struct TalkQueue {
     frames: VecDeque<(TalkFrame, Instant)>,
     spurt: Spurt,
     counts: QueueCounts,
+    /// The smallest depth after a send in the current trim window, and the window's ticks.
+    min_depth: usize,
+    window: u32,
 }
 
 impl Default for TalkQueue {
@@ -127,6 +136,8 @@ impl Default for TalkQueue {
             frames: VecDeque::with_capacity(MAX_QUEUED + 1),
             spurt: Spurt::Idle,
             counts: QueueCounts::default(),
+            min_depth: usize::MAX,
+            window: 0,
         }
     }
 }
@@ -173,6 +184,7 @@ impl TalkQueue {
         match self.frames.pop_front() {
             Some((frame, _)) => {
                 self.counts.sent += 1;
+                self.trim();
                 self.spurt = Spurt::Playing {
                     dry: 0,
                     first: false,
@@ -201,6 +213,22 @@ impl TalkQueue {
 
     pub fn counts(&self) -> QueueCounts {
         self.counts
+    }
+
+    /// After a send: a window in which the queue never fell below [`TRIM_DEPTH`] ends with one
+    /// frame less (the oldest waiting), 20 ms less delay from then on.
+    fn trim(&mut self) {
+        self.min_depth = self.min_depth.min(self.frames.len());
+        self.window += 1;
+        if self.window < TRIM_WINDOW {
+            return;
+        }
+        if self.min_depth >= TRIM_DEPTH {
+            self.frames.pop_front();
+            self.counts.trimmed += 1;
+        }
+        self.min_depth = usize::MAX;
+        self.window = 0;
     }
 }
 
@@ -342,6 +370,31 @@ mod tests {
         let c = q.counts();
         assert_eq!((c.received, c.sent, c.spurts, c.overflow), (8, 7, 2, 0));
         assert_eq!(c.underruns, 2, "hangover ticks before the spurt ended");
+    }
+
+    #[test]
+    fn a_queue_left_deep_by_jitter_shrinks_back() {
+        let t0 = Instant::now();
+        let mut q = TalkQueue::default();
+        // A burst left four frames waiting; then one frame per tick, on time.
+        for i in 0..4 {
+            q.push(t0, frame(i, t0));
+        }
+        let mut out = Vec::new();
+        for k in 0..150u32 {
+            let now = t0 + 20 * MS * k;
+            q.push(now, frame((4 + k) as u8, now));
+            if let Some((n, _)) = sent(q.tick(now)) {
+                out.push(n);
+            }
+        }
+        // Depth after a send: 4, 4, …; each second one frame goes, until one is left waiting.
+        assert_eq!(q.counts().trimmed, 3);
+        assert_eq!(q.counts().underruns, 0);
+        assert_eq!(q.frames.len(), 1, "one frame waits now, not four");
+        assert_eq!(out.len(), 150);
+        // The order never changes; the trimmed frames are the oldest waiting at the time.
+        assert!(out.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]
