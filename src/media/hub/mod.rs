@@ -1,9 +1,8 @@
 //! `StreamHub`: one per panel, the rule "a call is open exactly while someone watches"
 //! (streaming.md §1). The first `ViewerLease` places the view call; viewers wait for the first
 //! keyframe; the last lease dropped starts the linger, then BYE. One call feeds every viewer
-//! through its own bounded queue. The lifecycle is the sans-IO `machine.rs`, driven by `task.rs`;
-//! frames go through `fanout.rs` (GOP cache and timeline in `gop.rs`); `talk.rs` lets one
-//! `Talker` per panel speak into the live call.
+//! through its own bounded queue. Lifecycle: `machine.rs` (sans-IO) driven by `task.rs`; frames:
+//! `fanout.rs` (+ `gop.rs`); `talk.rs`: one `Talker` per panel speaks into the live call.
 
 mod fanout;
 mod gop;
