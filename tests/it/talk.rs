@@ -1,10 +1,8 @@
-//! Talk (issue 17, phase 1) end to end against the simulator: a 1 kHz tone fed to a `Talker` as
-//! 48 kHz PCM, as PCMU and as PCMA (encoded by FFmpeg's own G.711 encoders) reaches the unit as
-//! SRTP Speex that the simulator decodes to a dominant 1 kHz with the voiced time fed; the
-//! stream keeps the silence stream's SSRC, sequence and clock; silence keep-alives come back when
-//! the talker goes; a second talker is refused; a talker on an idle panel places the view call.
-//! Also: our G.711 tables equal FFmpeg's decoders, and (ignored, prints) the mouth-to-SRTP delay
-//! and the encoder's CPU per second of talk.
+//! Talk (issue 17, phase 1) against the simulator: a 1 kHz tone fed to a `Talker` as 48 kHz PCM,
+//! PCMU and PCMA (FFmpeg's G.711 encoders) is heard by the unit at 1 kHz for the time fed, in the
+//! silence stream's SSRC/sequence/clock, keep-alives after; a second talker is refused; a talker
+//! on an idle panel places the call. Also: our G.711 tables equal FFmpeg's; `figures` (ignored,
+//! prints): mouth-to-SRTP delay and the encoder's CPU per second of talk.
 
 use std::f32::consts::TAU;
 use std::time::{Duration, Instant};

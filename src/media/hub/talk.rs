@@ -1,9 +1,8 @@
-//! Talk in the hub (issue 17): one talker at a time per panel (`TalkFloor`, in the hub task), and
-//! the `Talker` handle that encodes its audio and sends it into the live call. A talker holds a
-//! viewer lease — on an idle panel it places a view call as a viewer would — and is admitted
-//! like one, once the call is live. Talk is a property of the live call: a view call or an
-//! answered ring (never a ring's preview, whose audio is `inactive`); the route to the call
-//! follows call restarts, and is paused while no such call is up.
+//! Talk in the hub (issue 17): one talker per panel (`TalkFloor`, in the hub task) and the
+//! `Talker` handle that encodes its audio into the live call. A talker holds a viewer lease (on an
+//! idle panel it places a view call) and is admitted once the call is live. Talk is a property
+//! of the live call — a view call or an answered ring, never a ring's preview (audio `inactive`);
+//! the route follows call restarts and pauses while no such call is up.
 
 use std::time::Instant;
 

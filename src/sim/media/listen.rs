@@ -1,9 +1,8 @@
-//! The unit's loudspeaker: what the bridge sends on a call's audio (silence keep-alives, or
-//! talk: c300x-protocol.md §5, §9, §10) is decoded with libspeex through FFmpeg — the decoder the
-//! unit's Linphone uses; FFmpeg's native `speex` decoder drifts on steady tones (a 1 kHz tone
-//! coded CBR decodes at 10× full scale after 3 s, measured here) — and measured: frames above a
-//! silence threshold count as voiced, and a Goertzel bank over the voiced frames finds the
-//! dominant frequency. Also checks that the stream keeps one SSRC and a +160-per-packet clock.
+//! The unit's loudspeaker: the bridge's call audio (keep-alives or talk: c300x-protocol.md §5,
+//! §9, §10) decoded with libspeex through FFmpeg, the decoder of the unit's Linphone (FFmpeg's
+//! native `speex` decoder drifts on steady tones: a 1 kHz tone coded CBR decodes at 10× full
+//! scale after 3 s, measured here), and measured: voiced frames, dominant frequency (Goertzel),
+//! level, and whether the stream keeps one SSRC and a +160-per-packet clock.
 
 use ffmpeg::util::frame;
 use ffmpeg_next as ffmpeg;

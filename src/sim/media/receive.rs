@@ -1,9 +1,8 @@
 //! The simulator's receive side: every datagram on the four media ports is unprotected with the
 //! bridge's key (its offer, or its answer to a ring: c300x-protocol.md §4.3), counted (globally
-//! and per call), and scanned for PLIs (RFC 4585 §6.3.1); the audio is decoded and measured
-//! (`listen.rs`). Owns the no-RTP timer that ends the
-//! call (§5), when armed. STUN (RFC 7983 first byte 0..=3) is ignored, as the unit's ICE-less
-//! stack would.
+//! and per call), scanned for PLIs (RFC 4585 §6.3.1); audio goes to `listen.rs`. Owns the no-RTP
+//! timer that ends the call (§5), when armed. STUN (RFC 7983 first byte 0..=3) is ignored, as
+//! the unit's ICE-less stack would.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
