@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::media::{
-    CallMedia, CallSockets, MediaError, MediaPacket, MediaStats, PortPool, RemoteEndpoint,
+    CallMedia, CallSockets, MediaError, MediaPacket, MediaStats, PortPool, RemoteEndpoint, TalkSink,
 };
 use super::sip::{
     self, AnsweredCall, EndReason, IncomingRing, RingEvent, SipError, SipHandle, SipSettings,
@@ -21,7 +21,7 @@ use super::sip::{
 };
 use crate::config::{Config, Lock};
 use crate::proto::openwebnet;
-use crate::proto::sdp::{self, LocalMedia, RemoteMedia, SdpError};
+use crate::proto::sdp::{self, LocalMedia, RemoteMedia, SdpError, SpeexVbr};
 use crate::proto::srtp::SdesKey;
 
 #[derive(Debug, thiserror::Error)]
@@ -372,6 +372,12 @@ impl MediaCall {
 
     pub fn stats(&self) -> MediaStats {
         self.media.stats()
+    }
+
+    /// Where talk frames for this call go, and the Speex rate mode the intercom's SDP asked
+    /// for (`a=fmtp:<pt> vbr=on` on the C300X).
+    pub fn talk_sink(&self) -> (TalkSink, SpeexVbr) {
+        (self.media.talk_sink(), self.remote.audio.speex_vbr())
     }
 
     /// Where our media sockets listen (the ports in our SDP).

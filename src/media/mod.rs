@@ -3,6 +3,7 @@
 
 pub mod hub;
 pub mod jpeg;
+pub mod talk;
 pub mod transcode;
 
 use std::sync::Once;

@@ -4,6 +4,7 @@
 pub mod aac;
 pub mod auth;
 pub mod fmp4;
+pub mod g711;
 pub mod h264;
 pub mod hls;
 pub mod openwebnet;

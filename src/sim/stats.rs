@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use crate::sim::media::Hearing;
+
 /// Calls whose per-call media counters are kept (oldest forgotten first).
 const KEPT_CALL_COUNTERS: usize = 64;
 
@@ -63,6 +65,8 @@ pub struct CallMediaCounters {
     pub audio_bytes: AtomicU64,
     pub video_packets: AtomicU64,
     pub rtcp_packets: AtomicU64,
+    /// The bridge's audio decoded and measured (voiced time, dominant frequency, continuity).
+    pub hearing: Mutex<Hearing>,
 }
 
 /// A copy of [`CallMediaCounters`] at one instant.
@@ -72,15 +76,44 @@ pub struct CallMedia {
     pub audio_bytes: u64,
     pub video_packets: u64,
     pub rtcp_packets: u64,
+    /// The 1-byte silence keep-alives among the audio packets.
+    pub audio_keepalives: u64,
+    /// Audio payloads the Speex decoder took, and refused.
+    pub audio_decoded: u64,
+    pub audio_decode_errors: u64,
+    /// Decoded 20 ms frames above the silence threshold (`sim::media::VOICED_RMS`), and their time.
+    pub voiced_frames: u64,
+    pub voiced_ms: u64,
+    /// The strongest frequency of the voiced audio (20 Hz steps), if any was voiced.
+    pub dominant_hz: Option<u32>,
+    /// The voiced frames' mean RMS level, dBFS.
+    pub voiced_dbfs: Option<i32>,
+    /// Audio packets with the marker bit (talk spurts).
+    pub audio_markers: u64,
+    /// Audio packets that broke the stream: new SSRC, sequence gap, or a timestamp step other
+    /// than 160 per packet (the bridge's talk must continue its silence stream's clock).
+    pub audio_discontinuities: u64,
 }
 
 impl CallMediaCounters {
     pub fn snapshot(&self) -> CallMedia {
+        let default = Hearing::default();
+        let guard = self.hearing.lock();
+        let heard = guard.as_deref().unwrap_or(&default);
         CallMedia {
             audio_packets: self.audio_packets.load(Ordering::SeqCst),
             audio_bytes: self.audio_bytes.load(Ordering::SeqCst),
             video_packets: self.video_packets.load(Ordering::SeqCst),
             rtcp_packets: self.rtcp_packets.load(Ordering::SeqCst),
+            audio_keepalives: heard.keepalives,
+            audio_decoded: heard.decoded,
+            audio_decode_errors: heard.decode_errors,
+            voiced_frames: heard.voiced_frames,
+            voiced_ms: heard.voiced_frames * 20,
+            dominant_hz: heard.dominant_hz(),
+            voiced_dbfs: heard.voiced_dbfs(),
+            audio_markers: heard.markers,
+            audio_discontinuities: heard.discontinuities,
         }
     }
 }

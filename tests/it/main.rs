@@ -26,4 +26,5 @@ mod sim_ringer;
 mod sim_sip;
 mod sip_peer;
 mod status_page;
+mod talk;
 mod transcode;

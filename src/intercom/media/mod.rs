@@ -1,15 +1,17 @@
 //! The bridge's media side of one call with the C300X: port pairs, SRTP receive (key from the
-//! intercom's answer) with reordering, and the keep-alive we send (silence, RR, PLI; key we
-//! offered) — c300x-protocol.md §4.2–§5, §10. One task per socket pair; depacketizing is not here.
+//! intercom's answer) with reordering, and what we send (silence or talk, RR, PLI; key we
+//! offered) — c300x-protocol.md §4.2–§5, §9, §10. One task per socket pair; depacketizing and
+//! Speex encoding are not here (talk frames arrive encoded through a `TalkSink`).
 
 mod ports;
 mod reception;
 mod stream;
+mod talk;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
@@ -19,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::proto::srtp::{SdesKey, SrtpError, SrtpSession};
 
 pub use ports::{CallSockets, PortLease, PortPair, PortPool, TokioPair};
+pub use talk::{MAX_QUEUED, QueueCounts, TalkFrame, TalkSendError, TalkSink, TalkStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
@@ -135,6 +138,8 @@ pub struct MediaStats {
     pub last_packet_at: Option<Instant>,
     /// The intercom's video SSRC, learnt from its first video packet.
     pub video_ssrc: Option<u32>,
+    /// What talkers sent into this call, and how long their frames took.
+    pub talk: TalkStats,
 }
 
 impl MediaStats {
@@ -201,6 +206,8 @@ pub(crate) struct Shared {
     video_ssrc: AtomicU64,
     /// No audio RTP from us (a ring's silent preview: our 183 said `a=inactive`); RTCP goes on.
     audio_muted: AtomicBool,
+    /// The audio task's talk queue counters and delays (updated only while someone talks).
+    talk: Mutex<(QueueCounts, talk::DelayHistogram)>,
 }
 
 impl Shared {
@@ -222,9 +229,30 @@ impl Shared {
             .store((1 << 32) | u64::from(ssrc), Ordering::Relaxed);
     }
 
+    fn set_talk_counts(&self, counts: QueueCounts) {
+        if let Ok(mut t) = self.talk.lock() {
+            t.0 = counts;
+        }
+    }
+
+    fn talk_counts(&self) -> QueueCounts {
+        self.talk.lock().map(|t| t.0).unwrap_or_default()
+    }
+
+    fn record_talk_delay(&self, delay: Duration) {
+        if let Ok(mut t) = self.talk.lock() {
+            t.1.record(delay);
+        }
+    }
+
     fn snapshot(&self) -> MediaStats {
         let last = self.last_packet.load(Ordering::Relaxed);
         let ssrc = self.video_ssrc.load(Ordering::Relaxed);
+        let talk = self
+            .talk
+            .lock()
+            .map(|t| TalkStats::new(t.0, &t.1))
+            .unwrap_or_default();
         MediaStats {
             audio: self.audio.snapshot(),
             video: self.video.snapshot(),
@@ -233,6 +261,7 @@ impl Shared {
             last_packet_at: (last != 0)
                 .then(|| self.epoch + std::time::Duration::from_micros(last - 1)),
             video_ssrc: (ssrc != 0).then_some(ssrc as u32),
+            talk,
         }
     }
 }
@@ -247,6 +276,7 @@ pub struct CallMedia {
     tasks: Vec<JoinHandle<()>>,
     audio_port: u16,
     video_port: u16,
+    talk: TalkSink,
 }
 
 impl CallMedia {
@@ -270,6 +300,7 @@ impl CallMedia {
     ) -> Result<Self, MediaError> {
         let CallSockets { audio, video, .. } = sockets;
         let (audio_port, video_port) = (audio.port(), video.port());
+        let (talk, talk_rx) = TalkSink::channel(talk::TALK_CHANNEL);
         let ctx = |medium, direction, port, key: &SdesKey| {
             SrtpSession::new(key).map_err(|source| MediaError::Srtp {
                 medium,
@@ -296,6 +327,7 @@ impl CallMedia {
                 remote.audio_rtp,
                 &remote.audio_tx_key,
             )?,
+            talk: Some(talk_rx),
         };
         let video_params = stream::Params {
             kind: MediaKind::Video,
@@ -315,6 +347,7 @@ impl CallMedia {
                 remote.video_rtp,
                 &remote.video_tx_key,
             )?,
+            talk: None,
         };
         let cancel = CancellationToken::new();
         let shared = Arc::new(Shared {
@@ -326,6 +359,7 @@ impl CallMedia {
             last_packet: AtomicU64::new(0),
             video_ssrc: AtomicU64::new(0),
             audio_muted: AtomicBool::new(!send_audio),
+            talk: Mutex::default(),
         });
         let keyframe = Arc::new(Notify::new());
         let tasks = [audio_params, video_params]
@@ -344,7 +378,14 @@ impl CallMedia {
             tasks,
             audio_port,
             video_port,
+            talk,
         })
+    }
+
+    /// Where talk frames for this call go (encoded 20 ms Speex NB; see `media::talk`). Frames
+    /// replace the silence keep-alive while they come; the silence resumes when they stop.
+    pub fn talk_sink(&self) -> TalkSink {
+        self.talk.clone()
     }
 
     /// Sends a PLI now and repeats it every 500 ms until a keyframe arrives (§5).

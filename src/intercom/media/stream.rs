@@ -1,6 +1,7 @@
 //! The task that owns one medium's RTP + RTCP sockets: unprotects what the intercom sends,
-//! reorders it and forwards it; sends our keep-alive (silence every 20 ms for audio), an RR every
-//! 1 s, and for video PLIs until a keyframe arrives (c300x-protocol.md §4.3, §5; RFC 4585 §6.3.1).
+//! reorders it and forwards it; sends our keep-alive (silence every 20 ms for audio, replaced by
+//! talk frames while someone talks: `talk.rs`), an RR every 1 s, and for video PLIs until a
+//! keyframe arrives (c300x-protocol.md §4.3, §5, §9; RFC 4585 §6.3.1).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ports::TokioPair;
 use super::reception::Reception;
+use super::talk::{self, TalkFrame, TalkQueue, Tick};
 use super::{MediaKind, MediaPacket, Shared, StreamCounters, add};
 use crate::proto::h264;
 use crate::proto::rtp::reorder::{Pushed, ReorderBuffer};
@@ -24,6 +26,10 @@ const MAX_DATAGRAM: usize = 2048;
 /// Speex narrowband frame time and its timestamp step at 8 kHz (§10).
 const SILENCE_INTERVAL: Duration = Duration::from_millis(20);
 const SILENCE_TS_STEP: u32 = 160;
+/// After a stall of the task, up to this many 20 ms ticks are made up at once (100 ms: what the
+/// talk queue holds), so talk keeps real time instead of overflowing; a longer stall restarts
+/// the clock.
+const MAX_CATCH_UP: u32 = 5;
 /// A Speex NB frame in sub-mode 0 ("silence", 5 bits 0) padded with zero bits: the 1-byte
 /// payload memphi2/ha-bticino-c300x sends and the unit accepts (§5).
 const SPEEX_SILENCE: [u8; 1] = [0x00];
@@ -45,6 +51,8 @@ pub(super) struct Params {
     pub rx: SrtpSession,
     /// Protects ours (our offered key).
     pub tx: SrtpSession,
+    /// Audio: the talk frames that replace the silence (`None` for video).
+    pub talk: Option<mpsc::Receiver<TalkFrame>>,
 }
 
 pub(super) struct StreamTask {
@@ -63,6 +71,10 @@ pub(super) struct StreamTask {
     /// Video: when the next PLI is due while no keyframe has arrived since the last request.
     next_pli: Option<Instant>,
     warned_auth: bool,
+    /// Audio: talk frames waiting for their 20 ms tick.
+    talk: TalkQueue,
+    /// Audio: the 20 ms clock's last tick, as made up (see `MAX_CATCH_UP`).
+    audio_clock: Option<Instant>,
 }
 
 /// What woke the task.
@@ -71,6 +83,7 @@ enum Wake {
     Rtp(std::io::Result<usize>),
     Rtcp(std::io::Result<usize>),
     Silence,
+    Talk(Option<TalkFrame>),
     Report,
     Pli,
     KeyframeRequest,
@@ -102,6 +115,8 @@ impl StreamTask {
             ts: rand::random(),
             next_pli,
             warned_auth: false,
+            talk: TalkQueue::default(),
+            audio_clock: None,
         }
     }
 
@@ -118,6 +133,7 @@ impl StreamTask {
         report.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let is_audio = self.p.kind == MediaKind::Audio;
         let is_video = !is_audio;
+        let mut talk_rx = self.p.talk.take();
         loop {
             let reorder_at = self.reorder.poll_timeout().map(Instant::from_std);
             let pli_at = self.next_pli;
@@ -126,6 +142,7 @@ impl StreamTask {
                 r = self.p.pair.rtp.recv_from(&mut rtp_buf) => Wake::Rtp(r.map(|(n, _)| n)),
                 r = self.p.pair.rtcp.recv_from(&mut rtcp_buf) => Wake::Rtcp(r.map(|(n, _)| n)),
                 _ = silence.tick(), if is_audio => Wake::Silence,
+                f = recv_talk(&mut talk_rx), if talk_rx.is_some() => Wake::Talk(f),
                 _ = report.tick() => Wake::Report,
                 () = sleep_until(pli_at), if is_video && pli_at.is_some() => Wake::Pli,
                 () = self.keyframe_request.notified(), if is_video => Wake::KeyframeRequest,
@@ -146,7 +163,17 @@ impl StreamTask {
                     tracing::debug!(medium = %self.p.kind, error = %e, "media recv");
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                Wake::Silence => self.send_silence().await,
+                Wake::Silence => {
+                    for _ in 0..ticks_due(&mut self.audio_clock, Instant::now()) {
+                        self.send_audio_tick().await;
+                    }
+                }
+                Wake::Talk(Some(frame)) => {
+                    self.talk.push(Instant::now().into_std(), frame);
+                    self.shared.set_talk_counts(self.talk.counts());
+                }
+                // Every sink is gone (the call's media handle was dropped).
+                Wake::Talk(None) => talk_rx = None,
                 Wake::Report => self.send_report(false).await,
                 Wake::Pli => self.send_report(true).await,
                 Wake::KeyframeRequest => {
@@ -277,14 +304,23 @@ impl StreamTask {
         }
     }
 
-    async fn send_silence(&mut self) {
+    /// The 20 ms audio tick: the next talk frame if someone talks, else the silence keep-alive;
+    /// either way the same SSRC, the next sequence number and timestamp + 160.
+    async fn send_audio_tick(&mut self) {
         if self.shared.audio_muted.load(Ordering::Relaxed) {
-            // Time passes for the receiver's jitter buffer; the sequence does not (no loss).
+            // A ring's silent preview (our 183 said `a=inactive`): nothing is sent. Time passes
+            // for the receiver's jitter buffer; the sequence does not (no loss).
             self.ts = self.ts.wrapping_add(SILENCE_TS_STEP);
             return;
         }
+        let tick = self.talk.tick(Instant::now().into_std());
+        let (payload, marker, captured) = match &tick {
+            Tick::Talk { frame, marker } => (&frame.speex[..], *marker, Some(frame.captured)),
+            Tick::EndOfTalk => (&talk::END_OF_TALK[..], false, None),
+            Tick::Silence => (&SPEEX_SILENCE[..], false, None),
+        };
         let header = RtpHeader {
-            marker: false,
+            marker,
             payload_type: self.p.payload_type,
             sequence: self.seq,
             timestamp: self.ts,
@@ -292,15 +328,23 @@ impl StreamTask {
         };
         self.seq = self.seq.wrapping_add(1);
         self.ts = self.ts.wrapping_add(SILENCE_TS_STEP);
-        match self.p.tx.protect_rtp(&header.to_packet(&SPEEX_SILENCE)) {
+        match self.p.tx.protect_rtp(&header.to_packet(payload)) {
             Ok(packet) => {
                 if send(&self.p.pair.rtp, self.p.rtp_dest, &packet).await {
                     add(&self.counters().rtp_sent, 1);
+                    if let Some(captured) = captured {
+                        let now = Instant::now().into_std();
+                        self.shared
+                            .record_talk_delay(now.saturating_duration_since(captured));
+                    }
                 }
             }
             Err(e) => {
-                tracing::warn!(medium = %self.p.kind, error = %e, "SRTP protect of silence failed")
+                tracing::warn!(medium = %self.p.kind, error = %e, "SRTP protect of audio failed")
             }
+        }
+        if captured.is_some() || self.talk.counts() != self.shared.talk_counts() {
+            self.shared.set_talk_counts(self.talk.counts());
         }
     }
 
@@ -332,6 +376,35 @@ impl StreamTask {
                 add(&self.shared.plis_sent, 1);
             }
         }
+    }
+}
+
+/// How many 20 ms audio ticks are due at `now` (normally 1; more after a stall of the task, up
+/// to `MAX_CATCH_UP`), advancing `clock` by as many; a longer stall restarts it at `now`.
+fn ticks_due(clock: &mut Option<Instant>, now: Instant) -> u32 {
+    let step = SILENCE_INTERVAL;
+    let due = clock.map_or(1, |last| {
+        let elapsed = now.saturating_duration_since(last).as_micros();
+        u32::try_from(elapsed / step.as_micros()).unwrap_or(u32::MAX)
+    });
+    match *clock {
+        Some(last) if due <= MAX_CATCH_UP => {
+            let n = due.max(1);
+            *clock = Some(last + step * n);
+            n
+        }
+        _ => {
+            *clock = Some(now);
+            1
+        }
+    }
+}
+
+/// The next talk frame; `None` once every sink is gone. Only polled while `rx` is `Some`.
+async fn recv_talk(rx: &mut Option<mpsc::Receiver<TalkFrame>>) -> Option<TalkFrame> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -394,6 +467,20 @@ mod tests {
         assert!(!h264::starts_keyframe(&[0x7c]));
         assert!(!h264::starts_keyframe(&[]));
         assert!(!h264::starts_keyframe(&[0x78]));
+    }
+
+    #[test]
+    fn the_audio_clock_makes_up_short_stalls_only() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut clock = None;
+        let due: Vec<u32> = [0, 20, 39, 61, 140, 141, 500, 520]
+            .into_iter()
+            .map(|at| ticks_due(&mut clock, t0 + ms(at)))
+            .collect();
+        // A tick a little early still counts once; 61 → 140 is 80 ms: four; 141 → 500 restarts.
+        assert_eq!(due, [1, 1, 1, 1, 4, 1, 1, 1]);
+        assert_eq!(clock, Some(t0 + ms(520)));
     }
 
     #[test]

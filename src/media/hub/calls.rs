@@ -6,9 +6,10 @@ use std::future::Future;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::intercom::media::MediaPacket;
+use crate::intercom::media::{MediaPacket, TalkSink};
 use crate::intercom::sip::{EndReason, IncomingRing};
 use crate::intercom::{Intercom, MediaCall};
+use crate::proto::sdp::SpeexVbr;
 
 /// What the hub needs from the intercom: place a view call, answer or preview a ring.
 /// `Intercom` in the bridge; a fake in the driver's tests. Packets of the call go to `out`
@@ -52,6 +53,11 @@ pub trait HubCall: Send + 'static {
     fn ended(&self) -> watch::Receiver<Option<EndReason>>;
     /// BYE (bounded; a call that already ended only stops its media).
     fn hang_up(self) -> impl Future<Output = ()> + Send;
+    /// Where talk frames for this call go, and the Speex mode its SDP asked for; `None` for a
+    /// call that cannot carry talk.
+    fn talk_sink(&self) -> Option<(TalkSink, SpeexVbr)> {
+        None
+    }
 }
 
 impl CallPlacer for Intercom {
@@ -106,5 +112,8 @@ impl HubCall for MediaCall {
     }
     async fn hang_up(self) {
         self.hangup().await;
+    }
+    fn talk_sink(&self) -> Option<(TalkSink, SpeexVbr)> {
+        Some(MediaCall::talk_sink(self))
     }
 }

@@ -1,18 +1,20 @@
 //! `StreamHub`: one per panel, the rule "a call is open exactly while someone watches"
 //! (streaming.md §1). The first `ViewerLease` places the view call; viewers wait for the first
 //! keyframe; the last lease dropped starts the linger, then BYE. One call feeds every viewer
-//! through its own bounded queue. The lifecycle is the sans-IO `machine.rs`, driven by `task.rs`;
-//! frames go through `fanout.rs` (GOP cache and timeline in `gop.rs`).
+//! through its own bounded queue. Lifecycle: `machine.rs` (sans-IO) driven by `task.rs`; frames:
+//! `fanout.rs` (+ `gop.rs`); `talk.rs`: one `Talker` per panel speaks into the live call.
 
 mod calls;
 mod fanout;
 mod gop;
 pub mod machine;
+mod talk;
 mod task;
 
 pub use calls::{CallPlacer, HubCall};
 pub use fanout::HubCounters;
 pub use machine::CallSource;
+pub use talk::{TalkError, TalkState, Talker, TalkerCounts};
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -24,9 +26,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, Panel};
 use crate::intercom::Intercom;
 use crate::intercom::sip::{EndReason, IncomingRing};
+use crate::media::talk::TalkEncoder;
 use crate::media::transcode::{AacFrame, AacSettings};
 use crate::proto::aac::AudioSpecificConfig;
 use crate::proto::h264::{AccessUnit, SpsInfo};
+use crate::proto::sdp::SpeexVbr;
 
 /// How one hub behaves; `from_config` fills it from the options.
 #[derive(Debug, Clone)]
@@ -297,6 +301,11 @@ enum Command {
     HangUp,
     Ring(Box<RingRequest>),
     RingPicture,
+    /// A talker (its lease already made with `id`) asks for the panel's talk.
+    Talk {
+        id: u64,
+        reply: oneshot::Sender<Result<watch::Receiver<talk::Route>, TalkError>>,
+    },
 }
 
 /// Where a ring's frames go besides the viewers (the ring recorder's feed): it is no viewer, so
@@ -354,6 +363,7 @@ pub struct StreamHub {
     counters: Arc<HubCounters>,
     info: watch::Receiver<Option<StreamInfo>>,
     keyframe: watch::Receiver<Option<Arc<VideoFrame>>>,
+    talk: watch::Receiver<TalkState>,
 }
 
 impl StreamHub {
@@ -382,6 +392,7 @@ impl StreamHub {
         let (status_tx, status) = watch::channel(task::initial_status(&panel));
         let (info_tx, info) = watch::channel(None);
         let (keyframe_tx, keyframe) = watch::channel(None);
+        let (talk_tx, talk) = watch::channel(TalkState::Free);
         let counters = Arc::new(HubCounters::default());
         let task = task::HubTask::new(
             panel.clone(),
@@ -393,6 +404,7 @@ impl StreamHub {
                 status_tx,
                 info_tx,
                 keyframe_tx,
+                talk_tx,
             },
             counters.clone(),
         );
@@ -403,6 +415,7 @@ impl StreamHub {
             counters,
             info,
             keyframe,
+            talk,
         };
         (hub, task.run(shutdown))
     }
@@ -468,6 +481,38 @@ impl StreamHub {
             })
             .map_err(|_| self.stopped())?;
         rx.await.map_err(|_| self.stopped())?
+    }
+
+    /// Asks for this panel's talk: one talker at a time ([`TalkError::Busy`] for a second). The
+    /// talker holds a viewer lease — on an idle panel this places a view call, as a viewer's
+    /// join does — and is returned once the call is live (or with the viewer's error: privacy,
+    /// start timeout, failed call). Its audio goes to the live call while it lives, following
+    /// call restarts; dropping it ends the talk (the intercom gets silence again).
+    pub async fn talk(&self) -> Result<Talker, TalkError> {
+        // FFmpeg's encoder opens here, not in the hub task; the call's SDP may change its mode.
+        let encoder = TalkEncoder::new(SpeexVbr::On)?;
+        let id = NEXT_VIEWER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Made first: a caller that gives up while waiting drops it and frees the floor.
+        let lease = ViewerLease {
+            id,
+            hub: self.cmd.clone(),
+        };
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Talk { id, reply })
+            .map_err(|_| self.stopped())?;
+        let route = rx.await.map_err(|_| self.stopped())??;
+        Ok(Talker::new(self.panel.name.clone(), route, encoder, lease))
+    }
+
+    /// Who talks on this panel now.
+    pub fn talk_state(&self) -> TalkState {
+        self.talk.borrow().clone()
+    }
+
+    /// Changes when a talker comes, goes, or its call changes (for the status page, MQTT).
+    pub fn talk_watch(&self) -> watch::Receiver<TalkState> {
+        self.talk.clone()
     }
 
     /// Manual hang-up: ends the call; viewers that remain get a new one.

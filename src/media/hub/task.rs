@@ -15,6 +15,7 @@ use super::calls::{CallPlacer, HubCall};
 use super::fanout::{Fanout, Joiner, Outcome};
 use super::machine::Phase;
 use super::machine::{Action, CallSource, HubMachine, Input, Refusal};
+use super::talk::{self, TalkFloor, TalkState};
 use super::{
     CallEnd, Command, HubCounters, HubError, HubSettings, HubState, HubStatus, NEXT_VIEWER,
     RingRequest, StreamInfo, VideoFrame,
@@ -56,6 +57,7 @@ pub(super) struct Channels {
     pub status_tx: watch::Sender<HubStatus>,
     pub info_tx: watch::Sender<Option<StreamInfo>>,
     pub keyframe_tx: watch::Sender<Option<Arc<VideoFrame>>>,
+    pub talk_tx: watch::Sender<TalkState>,
 }
 
 type AnswerReply = oneshot::Sender<Result<(), HubError>>;
@@ -87,6 +89,8 @@ pub(super) struct HubTask<P: CallPlacer> {
     placer: P,
     machine: HubMachine,
     fanout: Fanout,
+    /// Who talks (one talker per panel) and where its voice goes.
+    talk: TalkFloor,
     rx: mpsc::UnboundedReceiver<Command>,
     status_tx: watch::Sender<HubStatus>,
     counters: Arc<HubCounters>,
@@ -136,6 +140,7 @@ impl<P: CallPlacer> HubTask<P> {
         );
         Self {
             machine: HubMachine::new(panel.devaddr, &settings),
+            talk: TalkFloor::new(panel.name.clone(), ch.talk_tx),
             panel,
             placer,
             fanout,
@@ -169,6 +174,7 @@ impl<P: CallPlacer> HubTask<P> {
                 Event::Reaped => {}
             }
             self.drop_idle_taps();
+            self.sync_talk();
             self.publish();
         }
         self.input(Input::Shutdown);
@@ -237,9 +243,14 @@ impl<P: CallPlacer> HubTask<P> {
             }
             Action::Reject { viewer, refusal } => {
                 let err = self.refusal(refusal);
+                self.talk.reject(viewer, &err);
                 self.fanout.reject(viewer, err);
             }
-            Action::CloseViewers => self.fanout.close_viewers(),
+            Action::CloseViewers => {
+                self.fanout.close_viewers();
+                self.talk
+                    .close(talk::close_reason(&self.machine, &self.panel.name));
+            }
             Action::RefuseAnswer { .. } => {
                 if let Some((_, reply)) = self.ring.take() {
                     let _ = reply.send(Err(self.refusal(Refusal::Stopped)));
@@ -413,7 +424,14 @@ impl<P: CallPlacer> HubTask<P> {
             }
             Command::Leave { id } => {
                 self.fanout.leave(id);
+                self.talk.leave(id);
                 self.input(Input::Leave { viewer: id });
+            }
+            Command::Talk { id, reply } => {
+                // A talker holds a viewer lease: on an idle panel it places the view call.
+                if self.talk.request(id, reply) {
+                    self.input(Input::Join { viewer: id });
+                }
             }
             Command::AllowStreaming(on) => {
                 if !on {
@@ -459,6 +477,15 @@ impl<P: CallPlacer> HubTask<P> {
         self.machine.handle(now, Input::Packet);
         let out = self.fanout.push(now, p);
         self.outcome(out);
+    }
+
+    /// Admits a waiting talker once the call is live; points the talk at the live call.
+    fn sync_talk(&mut self) {
+        let live = self.live.as_ref().map(|l| &l.call);
+        if let Some(talker) = self.talk.sync(&self.machine, live) {
+            tracing::info!(panel = %self.panel.name, "talking");
+            self.input(Input::Admitted { viewer: talker });
+        }
     }
 
     /// Tells the machine what the fan-out saw.

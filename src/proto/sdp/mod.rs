@@ -69,6 +69,43 @@ pub struct RemoteStream {
     /// The tag of the chosen `a=crypto`; an answer must reuse it (RFC 4568 §7.1.2).
     pub crypto_tag: u32,
     pub direction: Direction,
+    /// The `a=fmtp:<pt>` parameters of the chosen PT (e.g. `vbr=on` for the C300X's Speex).
+    pub fmtp: Option<String>,
+}
+
+impl RemoteStream {
+    /// How the remote side wants our Speex coded (RFC 5574 §5 `vbr`; talkback follows it).
+    pub fn speex_vbr(&self) -> SpeexVbr {
+        SpeexVbr::from_fmtp(self.fmtp.as_deref())
+    }
+}
+
+/// RFC 5574 §5's `vbr` parameter of `speex/8000`: `on` (variable bit rate), `vad` (constant bit
+/// rate with voice activity detection), `off` (constant bit rate, the default when absent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SpeexVbr {
+    #[default]
+    Off,
+    On,
+    Vad,
+}
+
+impl SpeexVbr {
+    /// Reads `vbr=` from an fmtp parameter list (`vbr=on;mode=any`, spaces and case forgiven);
+    /// an unknown value counts as absent.
+    pub fn from_fmtp(fmtp: Option<&str>) -> Self {
+        fmtp.into_iter()
+            .flat_map(|f| f.split(';'))
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("vbr"))
+            .and_then(|(_, v)| match v.trim().to_ascii_lowercase().as_str() {
+                "on" => Some(Self::On),
+                "vad" => Some(Self::Vad),
+                "off" => Some(Self::Off),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// The remote SDP reduced to what the bridge uses.

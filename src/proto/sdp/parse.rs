@@ -32,6 +32,7 @@ struct Section {
     ip: Option<IpAddr>,
     rtcp_port: Option<u16>,
     rtpmaps: Vec<(u8, String)>,
+    fmtps: Vec<(u8, String)>,
     crypto: Vec<String>,
     direction: Option<Direction>,
 }
@@ -135,6 +136,7 @@ fn media_line(line: &str, value: &str) -> Result<Section, SdpError> {
         ip: None,
         rtcp_port: None,
         rtpmaps: Vec::new(),
+        fmtps: Vec::new(),
         crypto: Vec::new(),
         direction: None,
     })
@@ -172,6 +174,13 @@ fn attribute(p: &mut Parsed, line: &str, value: &str) -> Result<(), SdpError> {
             && let Ok(pt) = pt.parse::<u8>()
         {
             section.rtpmaps.push((pt, encoding.to_owned()));
+        }
+    } else if name.eq_ignore_ascii_case("fmtp") {
+        // `a=fmtp:<pt> <parameters>`; a malformed one only loses its parameters.
+        if let Some((pt, params)) = val.split_once(char::is_whitespace)
+            && let Ok(pt) = pt.parse::<u8>()
+        {
+            section.fmtps.push((pt, params.trim().to_owned()));
         }
     } else if name.eq_ignore_ascii_case("crypto") {
         section.crypto.push(val.to_owned());
@@ -230,6 +239,11 @@ fn stream(
             .direction
             .or(p.session_direction)
             .unwrap_or(Direction::SendRecv),
+        fmtp: s
+            .fmtps
+            .iter()
+            .find(|(p, _)| *p == pt)
+            .map(|(_, params)| params.clone()),
     })
 }
 

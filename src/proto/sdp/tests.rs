@@ -101,6 +101,7 @@ fn parses_the_real_c300x_answer() {
             key: key(3),
             crypto_tag: 1,
             direction: Direction::SendRecv,
+            fmtp: Some("vbr=on".into()),
         }
     );
     assert_eq!(
@@ -113,6 +114,7 @@ fn parses_the_real_c300x_answer() {
             key: key(4),
             crypto_tag: 1,
             direction: Direction::SendOnly,
+            fmtp: Some("profile-level-id=42801F".into()),
         }
     );
     assert_eq!(m.devaddr, None);
@@ -417,4 +419,28 @@ fn corpus_details_that_the_pt_check_does_not_cover() {
     );
     let m = read("no-rtpmap.sdp");
     assert_eq!((m.audio.crypto_tag, m.video.crypto_tag), (7, 8));
+}
+
+#[test]
+fn speex_vbr_follows_the_fmtp_of_the_chosen_pt() {
+    let m = parse(REAL_ANSWER).expect("parses");
+    assert_eq!(m.audio.speex_vbr(), SpeexVbr::On);
+    // The fmtp of another PT on the line is not ours.
+    let other = REAL_ANSWER.replace("a=fmtp:110 vbr=on", "a=fmtp:101 vbr=on");
+    assert_eq!(parse(&other).expect("parses").audio.fmtp, None);
+    assert_eq!(
+        parse(&other).expect("parses").audio.speex_vbr(),
+        SpeexVbr::Off
+    );
+    for (fmtp, vbr) in [
+        (None, SpeexVbr::Off),
+        (Some("vbr=on"), SpeexVbr::On),
+        (Some("VBR = VAD"), SpeexVbr::Vad),
+        (Some("mode=any;vbr=off"), SpeexVbr::Off),
+        (Some("mode=3; vbr=on"), SpeexVbr::On),
+        (Some("vbr=maybe"), SpeexVbr::Off),
+        (Some("vbr"), SpeexVbr::Off),
+    ] {
+        assert_eq!(SpeexVbr::from_fmtp(fmtp), vbr, "{fmtp:?}");
+    }
 }

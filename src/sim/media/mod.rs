@@ -1,16 +1,18 @@
 //! The simulator's media for one call (view call, ring early media, answered ring): SRTP H.264 +
-//! Speex to the bridge, SRTCP sender reports, and the receive side that decrypts the bridge's
-//! RTP/RTCP (keep-alive, PLI, per-call counters). Follows c300x-protocol.md §4–§5, §7 and §10:
-//! RTCP on RTP + 1, no mux, one SRTP context per direction per medium. Tasks: one receive task,
-//! one sender task per medium, one encoder thread per medium (ffmpeg runs off the runtime).
+//! Speex to the bridge, SRTCP sender reports, the receive side (the bridge's RTP/RTCP: keep-alive,
+//! PLI, per-call counters; `listen.rs` decodes and measures its audio). c300x-protocol.md §4–§5,
+//! §7, §10: RTCP on RTP + 1, no mux, one SRTP context per direction per medium. Tasks: one receive
+//! task, one sender task per medium, one encoder thread per medium (ffmpeg off the runtime).
 
 mod audio;
 mod font;
+mod listen;
 mod outgoing;
 mod receive;
 mod video;
 
 pub use audio::SpeechEncoder;
+pub use listen::{Hearing, VOICED_RMS};
 pub use video::PatternEncoder;
 
 use std::net::{IpAddr, SocketAddr};
@@ -144,6 +146,8 @@ pub enum MediaError {
     },
     #[error("ffmpeg has no {0} encoder")]
     NoEncoder(&'static str),
+    #[error("ffmpeg has no {0} decoder")]
+    NoDecoder(&'static str),
     #[error("ffmpeg {what}: {source}")]
     Ffmpeg {
         what: &'static str,

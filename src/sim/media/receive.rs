@@ -1,8 +1,8 @@
 //! The simulator's receive side: every datagram on the four media ports is unprotected with the
 //! bridge's key (its offer, or its answer to a ring: c300x-protocol.md §4.3), counted (globally
-//! and per call), and scanned for PLIs (RFC 4585 §6.3.1). Owns the no-RTP timer that ends the
-//! call (§5), when armed. STUN (RFC 7983 first byte 0..=3) is ignored, as the unit's ICE-less
-//! stack would.
+//! and per call), scanned for PLIs (RFC 4585 §6.3.1); audio goes to `listen.rs`. Owns the no-RTP
+//! timer that ends the call (§5), when armed. STUN (RFC 7983 first byte 0..=3) is ignored, as
+//! the unit's ICE-less stack would.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +13,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::listen::Loudspeaker;
 use super::{MediaEnd, MediaError, MediaPlan, MediaSockets, srtp_session};
 use crate::proto::rtp::rtcp::parse_compound;
 use crate::proto::rtp::{RtcpPacket, RtpPacket};
@@ -43,6 +44,8 @@ pub(super) struct Receiver {
     stats: Arc<SimStats>,
     counters: Arc<CallMediaCounters>,
     force_idr: Arc<AtomicBool>,
+    /// Decodes the bridge's Speex (`None` if FFmpeg could not open it: logged once).
+    speaker: Option<Loudspeaker>,
 }
 
 impl Receiver {
@@ -63,6 +66,9 @@ impl Receiver {
             stats,
             counters,
             force_idr,
+            speaker: Loudspeaker::new()
+                .inspect_err(|e| tracing::warn!(error = %e, "simulator: bridge audio not decoded"))
+                .ok(),
         })
     }
 
@@ -185,14 +191,22 @@ impl Receiver {
     }
 
     /// Per-call counts; audio bytes are the RTP payload (Speex frames), header and padding off.
-    fn count_rtp(&self, medium: Medium, plain: &[u8]) {
+    fn count_rtp(&mut self, medium: Medium, plain: &[u8]) {
         match medium {
             Medium::Audio => {
                 SimStats::bump(&self.counters.audio_packets);
-                let payload = RtpPacket::parse(plain).map_or(0, |p| p.payload.len());
+                let packet = RtpPacket::parse(plain).ok();
+                let payload = packet.as_ref().map_or(&[][..], |p| p.payload);
                 self.counters
                     .audio_bytes
-                    .fetch_add(payload as u64, Ordering::SeqCst);
+                    .fetch_add(payload.len() as u64, Ordering::SeqCst);
+                if let (Some(p), Ok(mut hearing)) = (&packet, self.counters.hearing.lock()) {
+                    let h = p.header;
+                    hearing.on_header(h.ssrc, h.sequence, h.timestamp, h.marker);
+                    if let Some(speaker) = self.speaker.as_mut() {
+                        speaker.hear(payload, &mut hearing);
+                    }
+                }
             }
             Medium::Video => SimStats::bump(&self.counters.video_packets),
         }

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use super::*;
-use crate::intercom::media::MediaKind;
+use crate::intercom::media::{MediaKind, TalkFrame, TalkSink};
 use crate::media::hub::{Frame, StreamHub, Viewer, ViewerKind};
+use crate::proto::sdp::SpeexVbr;
 
 const SPS: &[u8] = &[
     0x67, 0x42, 0xc0, 0x15, 0xd9, 0x01, 0x90, 0x96, 0xc0, 0x44, 0x00, 0x00, 0x03, 0x00, 0x04, 0x00,
@@ -70,6 +71,8 @@ struct FakeState {
     answered: Vec<String>,
     /// The next `answer_preview` fails with this.
     answer_fails: Option<String>,
+    /// What talkers sent into each call (index = call number − 1).
+    talk: Vec<Option<mpsc::Receiver<TalkFrame>>>,
 }
 
 #[derive(Clone, Default)]
@@ -102,6 +105,14 @@ impl Fake {
         })
     }
 
+    /// The talk frames sent into call `n` (1-based) so far.
+    fn talk_frames(&self, n: usize) -> usize {
+        self.with(|s| {
+            let rx = s.talk[n - 1].as_mut().expect("talk receiver");
+            std::iter::from_fn(|| rx.try_recv().ok()).count()
+        })
+    }
+
     async fn place(
         &self,
         what: String,
@@ -115,6 +126,8 @@ impl Fake {
             }
             let id = format!("call-{}", s.calls.len() + 1);
             let ended = Arc::new(watch::channel(None).0);
+            let (talk, talk_rx) = TalkSink::channel(64);
+            s.talk.push(Some(talk_rx));
             s.calls.push(Ctl {
                 id: id.clone(),
                 out: Some(out),
@@ -126,6 +139,7 @@ impl Fake {
                 id,
                 ended,
                 fake: self.clone(),
+                talk,
             })
         })
     }
@@ -135,6 +149,7 @@ struct FakeCall {
     id: String,
     ended: Arc<watch::Sender<Option<EndReason>>>,
     fake: Fake,
+    talk: TalkSink,
 }
 
 impl CallPlacer for Fake {
@@ -189,6 +204,9 @@ impl HubCall for FakeCall {
             self.fake.with(|s| s.hung_up.push(self.id.clone()));
         }
         self.ended.send_replace(Some(EndReason::LocalHangup));
+    }
+    fn talk_sink(&self) -> Option<(TalkSink, SpeexVbr)> {
+        Some((self.talk.clone(), SpeexVbr::On))
     }
 }
 
@@ -384,3 +402,4 @@ async fn shutdown_hangs_up_refuses_joiners_and_ends_the_task() {
 }
 
 mod ring;
+mod talk;
