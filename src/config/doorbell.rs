@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-use super::validate::{Allowed, text, whole};
+use super::scalars::{text, whole};
+use super::validate::Allowed;
 
 pub(super) fn reject_code(value: &Value) -> Result<u16, Allowed> {
     let allowed = || {

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::validate::{is_host_name, opt_text};
+use super::scalars::{is_host_name, opt_text};
 use super::{Config, HaUrl, MASK};
 
 /// The part of an error message that says what is allowed.

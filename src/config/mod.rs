@@ -8,6 +8,7 @@ pub mod generated;
 mod homeassistant;
 mod print;
 mod raw;
+mod scalars;
 mod validate;
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ mod mqtt;
 mod rig;
 mod ring_preview;
 mod rtsp;
+mod sim_answer;
 mod sim_media;
 mod sim_ring;
 mod sim_ringer;

@@ -389,7 +389,7 @@ impl StreamHub {
         shutdown: CancellationToken,
     ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
         let (cmd, rx) = mpsc::unbounded_channel();
-        let (status_tx, status) = watch::channel(task::initial_status(&panel));
+        let (status_tx, status) = watch::channel(HubStatus::initial(&panel));
         let (info_tx, info) = watch::channel(None);
         let (keyframe_tx, keyframe) = watch::channel(None);
         let (talk_tx, talk) = watch::channel(TalkState::Free);

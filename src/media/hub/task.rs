@@ -17,8 +17,8 @@ use super::machine::Phase;
 use super::machine::{Action, CallSource, HubMachine, Input, Refusal};
 use super::talk::{self, TalkFloor, TalkState};
 use super::{
-    CallEnd, Command, HubCounters, HubError, HubSettings, HubState, HubStatus, NEXT_VIEWER,
-    RingRequest, StreamInfo, VideoFrame,
+    CallEnd, Command, HubCounters, HubError, HubSettings, HubStatus, NEXT_VIEWER, RingRequest,
+    StreamInfo, VideoFrame,
 };
 use crate::config::Panel;
 use crate::intercom::media::MediaPacket;
@@ -28,27 +28,6 @@ use crate::intercom::sip::{EndReason, IncomingRing};
 const CALL_QUEUE: usize = 2048;
 /// At shutdown, the hang-ups in flight get this long (each BYE has its own 3 s budget).
 const HANGUP_LIMIT: Duration = Duration::from_secs(4);
-
-pub(super) fn initial_status(panel: &Panel) -> HubStatus {
-    HubStatus {
-        panel: panel.name.clone(),
-        devaddr: panel.devaddr,
-        state: HubState::Idle,
-        streaming_allowed: true,
-        viewers: 0,
-        viewers_by_kind: Vec::new(),
-        call_id: None,
-        call_since: None,
-        call_source: None,
-        calls_started: 0,
-        width: None,
-        height: None,
-        last_error: None,
-        calls_ended: Vec::new(),
-        last_end: None,
-        call_seconds: 0.0,
-    }
-}
 
 /// The hub's side of its channels.
 pub(super) struct Channels {

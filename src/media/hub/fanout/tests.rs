@@ -169,7 +169,7 @@ fn a_full_queue_drops_until_the_next_keyframe_and_a_dropped_receiver_is_gone() {
     );
     send(&mut f, cam.keyframe());
     assert!(drain(&mut slow)[0].starts_with('K'));
-    let snap = f.counters.snapshot(crate::media::hub::task::initial_status(
+    let snap = f.counters.snapshot(crate::media::hub::HubStatus::initial(
         &crate::config::Panel {
             name: "doorbell".into(),
             devaddr: 20,

@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use super::HubMachine;
-use crate::media::hub::{CallEnd, HubState};
+use crate::config::Panel;
+use crate::media::hub::{CallEnd, HubState, HubStatus};
 
 /// Where the hub's call comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,5 +146,29 @@ impl HubMachine {
     /// True once after anything the status shows has changed.
     pub fn take_changed(&mut self) -> bool {
         std::mem::take(&mut self.changed)
+    }
+}
+
+impl HubStatus {
+    /// A panel's status before anything happened: idle, streaming allowed, no calls.
+    pub(crate) fn initial(panel: &Panel) -> Self {
+        Self {
+            panel: panel.name.clone(),
+            devaddr: panel.devaddr,
+            state: HubState::Idle,
+            streaming_allowed: true,
+            viewers: 0,
+            viewers_by_kind: Vec::new(),
+            call_id: None,
+            call_since: None,
+            call_source: None,
+            calls_started: 0,
+            width: None,
+            height: None,
+            last_error: None,
+            calls_ended: Vec::new(),
+            last_end: None,
+            call_seconds: 0.0,
+        }
     }
 }

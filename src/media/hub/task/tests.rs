@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::intercom::media::{MediaKind, TalkFrame, TalkSink};
-use crate::media::hub::{Frame, StreamHub, Viewer, ViewerKind};
+use crate::media::hub::{Frame, HubState, StreamHub, Viewer, ViewerKind};
 use crate::proto::sdp::SpeexVbr;
 
 const SPS: &[u8] = &[
