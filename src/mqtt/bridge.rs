@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rumqttc::{AsyncClient, Publish, QoS};
 use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::Conn;
@@ -88,6 +89,9 @@ pub(super) struct Bridge {
     locks_busy: HashSet<usize>,
     updates_tx: mpsc::Sender<Update>,
     updates_rx: mpsc::Receiver<Update>,
+    /// Every task the bridge starts (followers, unlock pulses, commands): they end with `run`
+    /// (aborted at the latest when it returns), none outlives the MQTT component.
+    tasks: JoinSet<()>,
 }
 
 impl Bridge {
@@ -154,6 +158,7 @@ impl Bridge {
             locks_busy: HashSet::new(),
             updates_tx,
             updates_rx,
+            tasks: JoinSet::new(),
         }
     }
 
@@ -163,14 +168,14 @@ impl Bridge {
         let mut messages = self.intercom.sip().messages();
         let reg = registration.borrow_and_update().clone();
         self.on_registration(&reg).await;
-        tokio::spawn(follow_camera(
+        self.tasks.spawn(follow_camera(
             self.camera.clone(),
             self.topics.clone(),
             self.updates_tx.clone(),
             shutdown.clone(),
         ));
         for (i, hub) in self.hubs.iter().enumerate() {
-            tokio::spawn(follow_hub(
+            self.tasks.spawn(follow_hub(
                 i,
                 hub.clone(),
                 self.updates_tx.clone(),
@@ -216,8 +221,17 @@ impl Bridge {
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
                 Some(u) = self.updates_rx.recv() => self.on_update(u).await,
+                Some(done) = self.tasks.join_next() => {
+                    if let Err(e) = done
+                        && e.is_panic()
+                    {
+                        tracing::warn!("MQTT: a command task panicked: {e}");
+                    }
+                }
             }
         }
+        // Unlock pulses and commands under way stop with the component.
+        self.tasks.shutdown().await;
     }
 
     async fn publish(&self, topic: &str, retain: bool, payload: &str) {
@@ -294,7 +308,7 @@ impl Bridge {
             // The voicemail and ringer switches' states: the unit answers with a MESSAGE (see
             // `run`); nothing comes back from a unit that does not do it over SIP.
             let intercom = self.intercom.clone();
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 for query in [
                     openwebnet::ASWM_STATUS_REQUEST,
                     openwebnet::RINGER_STATUS_REQUEST,
@@ -400,7 +414,7 @@ impl Bridge {
         }
         let (intercom, tx) = (self.intercom.clone(), self.updates_tx.clone());
         let topic = self.topics.lock_state(&lock.name);
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let state = |payload: &str| Update::State {
                 topic: topic.clone(),
                 payload: payload.to_owned(),
@@ -424,11 +438,11 @@ impl Bridge {
         });
     }
 
-    fn press(&self, button: Button) {
+    fn press(&mut self, button: Button) {
         let (intercom, hubs) = (self.intercom.clone(), self.hubs.clone());
         match button {
             Button::StaircaseLight => {
-                tokio::spawn(async move {
+                self.tasks.spawn(async move {
                     if let Err(e) = intercom.staircase_light(STAIRCASE_PULSE).await {
                         tracing::warn!("staircase light failed: {e}");
                     }
@@ -445,13 +459,13 @@ impl Bridge {
         }
     }
 
-    fn voicemail(&self, on: bool) {
+    fn voicemail(&mut self, on: bool) {
         let (intercom, tx, topic) = (
             self.intercom.clone(),
             self.updates_tx.clone(),
             self.topics.voicemail_state(),
         );
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             match intercom.voicemail(on).await {
                 Ok(()) => {
                     // Optimistic, then confirmed by the unit's status reply when it sends one.

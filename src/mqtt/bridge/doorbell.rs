@@ -123,13 +123,13 @@ impl Bridge {
         }
     }
 
-    fn ring_action(&self, panel: usize, action: RingAction) {
+    fn ring_action(&mut self, panel: usize, action: RingAction) {
         let (Some(doorbell), Some(panel)) = (self.doorbell.clone(), self.cfg.panels.get(panel))
         else {
             return;
         };
         let name = panel.name.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let result = match action {
                 RingAction::Answer => doorbell.answer(&name).await.map(drop),
                 RingAction::HangUp => doorbell.hang_up(&name),
@@ -146,13 +146,13 @@ impl Bridge {
 
     /// Mute (`*#8**#33*0##`) or ring (`*#8**#33*1##`), then ask (`*#8**33##`): the state is
     /// the unit's answer, or unknown when none comes.
-    fn ringer(&self, muted: bool) {
+    fn ringer(&mut self, muted: bool) {
         let (intercom, tx, topic) = (
             self.intercom.clone(),
             self.updates_tx.clone(),
             self.topics.ringer_state(),
         );
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let mut replies = intercom.sip().messages();
             let sent = async {
                 intercom.sip().message(&openwebnet::ringer(muted)).await?;
