@@ -2,7 +2,7 @@
 //! and a raw client for the error paths: 401/404/454/461/405/501, keep-alives, the malformed
 //! corpus (400 and close, a live session unharmed), oversized heads, the connection limit (idle
 //! connections evicted, 503 when all are busy), and
-//! 20 mixed TCP/UDP readers on one call with the BYE after the linger.
+//! 20 mixed TCP/UDP readers on one call with the BYE after the linger; viewer churn: `rtsp/churn.rs`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::rig::{Rig, eventually, ports};
 
+mod churn;
 mod raw;
 
 use raw::Raw;
