@@ -12,6 +12,7 @@
 # Usage: addon/test-arm64.sh   (root; installs the cross tools, qemu-user-static, podman, runc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. addon/lib.sh
 work=$(mktemp -d)
 pid=""
 container=""
@@ -31,15 +32,7 @@ fail() {
   exit 1
 }
 
-need=()
-for tool in podman runc curl ffprobe qemu-aarch64-static; do command -v "$tool" >/dev/null || need+=("$tool"); done
-if [ "${#need[@]}" -gt 0 ]; then
-  pkgs=("${need[@]/ffprobe/ffmpeg}")
-  pkgs=("${pkgs[@]/qemu-aarch64-static/qemu-user-static}")
-  echo "test-arm64: installing ${pkgs[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
-fi
+need_tools test-arm64 podman runc curl ffprobe qemu-aarch64-static
 addon/build-binary.sh deps arm64
 
 started=$(date +%s)
@@ -52,7 +45,6 @@ echo "test-arm64: cross-built in $(( $(date +%s) - started )) s; aarch64 binary 
   "(stripped), root filesystem $(du -sb "$rootfs" | cut -f1) bytes"
 pass "aarch64 binary cross-compiled"
 
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Checks a running `demo`: /api/status on $1, RTSP on $2.
 check_demo() {
@@ -63,12 +55,7 @@ check_demo() {
   done
   [ -n "$status" ] || fail "$what: /api/status did not answer"
   echo "test-arm64: $what /api/status: $(echo "$status" | head -c 160)"
-  local streams
-  streams=$(timeout 60 ffprobe -v error -rtsp_transport tcp -show_entries stream=codec_name,width,height \
-    -of csv=p=0 "rtsp://127.0.0.1:$rtsp/doorbell" || true)
-  echo "test-arm64: $what ffprobe: $(echo "$streams" | tr '\n' ' ')"
-  echo "$streams" | grep -q '^h264,400,288' && echo "$streams" | grep -q '^aac' \
-    || fail "$what: expected H.264 400x288 and AAC"
+  expect_streams test-arm64 "$what" 60 "rtsp://127.0.0.1:$rtsp/doorbell"
   pass "$what: /api/status answers, RTSP H.264 400x288 + AAC"
 }
 demo_args() { echo "--set rtsp_port=$1 --set http_port=$2 --set rtp_port_min=$3 --set rtp_port_max=$(($3 + 39)) demo"; }
@@ -85,13 +72,7 @@ kill "$pid" && wait "$pid" 2>/dev/null || true
 pid=""
 
 # 3. The arm64 image.
-cat > "$work/containers.conf" <<CONF
-[containers]
-default_ulimits = []
-[engine]
-runtime = "runc"
-CONF
-export CONTAINERS_CONF="$work/containers.conf"
+podman_settings "$work"
 cp Dockerfile "$work/ctx/"
 version=$(grep -m1 '^version' Cargo.toml | cut -d'"' -f2)
 podman build -q --no-cache --platform linux/arm64 --target prebuilt \

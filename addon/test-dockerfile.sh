@@ -9,17 +9,12 @@
 # not part of scripts/test.sh; addon/test-image.sh and test-arm64.sh test the same build scripts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. addon/lib.sh
 arch="${1:-arm64}"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/c300x-bridge"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cat > "$work/containers.conf" <<CONF
-[containers]
-default_ulimits = []
-[engine]
-runtime = "runc"
-CONF
-export CONTAINERS_CONF="$work/containers.conf"
+podman_settings "$work"
 
 builder=localhost/rust-builder:1.95-bookworm
 if ! podman image exists "$builder"; then

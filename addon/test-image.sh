@@ -14,6 +14,7 @@
 # Usage: addon/test-image.sh   (root; installs podman, runc and the build tools when missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. addon/lib.sh
 max_mb="${C300X_IMAGE_MAX_MB:-80}"
 work=$(mktemp -d)
 containers=()
@@ -31,23 +32,9 @@ fail() {
   exit 1
 }
 
-need=()
-for tool in podman runc curl ffprobe; do command -v "$tool" >/dev/null || need+=("$tool"); done
-if [ "${#need[@]}" -gt 0 ]; then
-  echo "test-image: installing ${need[*]}"
-  pkgs=("${need[@]/ffprobe/ffmpeg}")
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
-fi
+need_tools test-image podman runc curl ffprobe
 addon/build-binary.sh deps amd64
-# This sandbox cannot raise rlimits and crun lacks cgroup v1 hybrid support (home-assistant.md §6).
-cat > "$work/containers.conf" <<CONF
-[containers]
-default_ulimits = []
-[engine]
-runtime = "runc"
-CONF
-export CONTAINERS_CONF="$work/containers.conf"
+podman_settings "$work"
 
 started=$(date +%s)
 mkdir -p "$work/ctx"
@@ -68,7 +55,6 @@ labels=$(podman image inspect "$image" --format '{{index .Labels "io.hass.type"}
 [ "$size" -le $((max_mb * 1000000)) ] || fail "the image is $size bytes, above the goal of $max_mb MB"
 pass "image size ≤ $max_mb MB, labels"
 
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port_free() { /usr/bin/python3 -c "import socket,sys; s=socket.socket(); s.bind(('0.0.0.0',$1))" 2>/dev/null; }
 # The ingress port is fixed in the image (8099). If something else on this machine holds it, the
 # test moves it with the same variable the image sets, and says so.
@@ -127,12 +113,7 @@ JSON
   echo "$page" | grep -q '/api/hassio_ingress/t0ken/' \
     || fail "[$name] ingress: the page does not link under X-Ingress-Path"
   pass "[$name] http_port $http answers; watchdog and ingress on port $ingress"
-  local streams
-  streams=$(timeout 40 ffprobe -v error -rtsp_transport tcp -show_entries stream=codec_name,width,height \
-    -of csv=p=0 "rtsp://$user:$pass@127.0.0.1:$rtsp/doorbell" || true)
-  echo "test-image: [$name] ffprobe rtsp_port $rtsp: $(echo "$streams" | tr '\n' ' ')"
-  echo "$streams" | grep -q '^h264,400,288' && echo "$streams" | grep -q '^aac' \
-    || fail "[$name] expected H.264 400x288 and AAC on rtsp_port $rtsp"
+  expect_streams test-image "[$name] rtsp_port $rtsp" 40 "rtsp://$user:$pass@127.0.0.1:$rtsp/doorbell"
   pass "[$name] RTSP H.264 400x288 + AAC"
   podman stop -t 10 "$c" >/dev/null
 }

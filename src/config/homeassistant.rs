@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::scalars::{is_host_name, opt_text};
+use super::scalars::{host_port, opt_text};
 use super::{Config, HaUrl, MASK};
 
 /// The part of an error message that says what is allowed.
@@ -35,19 +35,7 @@ fn parse_ha_url(s: &str) -> Option<HaUrl> {
     if authority.contains(['@', '?', '#']) || path.contains(['?', '#', ' ']) {
         return None;
     }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (addr, after) = v6.split_once(']')?;
-        addr.parse::<std::net::Ipv6Addr>().ok()?;
-        (addr, after.strip_prefix(':'))
-    } else {
-        match authority.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty() || !(host.contains(':') || is_host_name(host)) {
-        return None;
-    }
+    let (host, port) = host_port(authority)?;
     let port = match port {
         None => 8123,
         Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0)?,

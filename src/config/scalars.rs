@@ -211,17 +211,9 @@ pub(super) fn mqtt_url(value: &Value) -> Result<Option<MqttUrl>, Allowed> {
         .ok_or_else(|| MQTT_URL_ALLOWED.to_owned())
 }
 
-pub(super) fn parse_mqtt_url(s: &str) -> Option<MqttUrl> {
-    let (scheme, rest) = s.split_once("://")?;
-    let tls = match scheme.to_ascii_lowercase().as_str() {
-        "mqtt" => false,
-        "mqtts" => true,
-        _ => return None,
-    };
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    if authority.contains(['/', '@', '?', '#']) {
-        return None;
-    }
+/// Splits a URL's `host[:port]` or `[v6][:port]` authority; `None` unless the host is a valid
+/// host name or IPv6 address. The port is returned unparsed (each scheme has its own default).
+pub(super) fn host_port(authority: &str) -> Option<(&str, Option<&str>)> {
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (addr, after) = v6.split_once(']')?;
         addr.parse::<std::net::Ipv6Addr>().ok()?;
@@ -235,6 +227,21 @@ pub(super) fn parse_mqtt_url(s: &str) -> Option<MqttUrl> {
     if host.is_empty() || !(host.contains(':') || is_host_name(host)) {
         return None;
     }
+    Some((host, port))
+}
+
+pub(super) fn parse_mqtt_url(s: &str) -> Option<MqttUrl> {
+    let (scheme, rest) = s.split_once("://")?;
+    let tls = match scheme.to_ascii_lowercase().as_str() {
+        "mqtt" => false,
+        "mqtts" => true,
+        _ => return None,
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.contains(['/', '@', '?', '#']) {
+        return None;
+    }
+    let (host, port) = host_port(authority)?;
     let port = match port {
         None => {
             if tls {

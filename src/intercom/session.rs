@@ -202,6 +202,20 @@ impl Intercom {
         Ok((sockets, local))
     }
 
+    /// A ring's offer, parsed, and the sockets + local media an answer or a preview needs.
+    fn ring_media(
+        &self,
+        ring: &IncomingRing,
+    ) -> Result<(RemoteMedia, CallSockets, LocalMedia), IntercomError> {
+        let offer =
+            sdp::parse_remote(ring.offer_sdp.as_bytes()).map_err(|source| IntercomError::Sdp {
+                call_id: ring.call_id.clone(),
+                source,
+            })?;
+        let (sockets, local) = self.local_media()?;
+        Ok((offer, sockets, local))
+    }
+
     /// A view call to panel `devaddr`: INVITE with a fresh offer, then media on the answer.
     /// Received packets go to `out` (a full queue drops, never blocks).
     pub async fn view(
@@ -231,12 +245,7 @@ impl Intercom {
         ring: &IncomingRing,
         out: mpsc::Sender<MediaPacket>,
     ) -> Result<MediaCall, IntercomError> {
-        let offer =
-            sdp::parse_remote(ring.offer_sdp.as_bytes()).map_err(|source| IntercomError::Sdp {
-                call_id: ring.call_id.clone(),
-                source,
-            })?;
-        let (sockets, local) = self.local_media()?;
+        let (offer, sockets, local) = self.ring_media(ring)?;
         let answer = sdp::ring_answer(u64::from(rand::random::<u32>()), &local, &offer, true);
         let call = self.sip.answer_ring(&ring.call_id, answer).await?;
         self.events.answered(&ring.call_id);
@@ -252,12 +261,7 @@ impl Intercom {
         ring: &IncomingRing,
         out: mpsc::Sender<MediaPacket>,
     ) -> Result<MediaCall, IntercomError> {
-        let offer =
-            sdp::parse_remote(ring.offer_sdp.as_bytes()).map_err(|source| IntercomError::Sdp {
-                call_id: ring.call_id.clone(),
-                source,
-            })?;
-        let (sockets, local) = self.local_media()?;
+        let (offer, sockets, local) = self.ring_media(ring)?;
         let session = u64::from(rand::random::<u32>());
         let early = sdp::ring_answer(session, &local, &offer, false);
         let answer_sdp = sdp::ring_answer(session, &local, &offer, true);
