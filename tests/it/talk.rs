@@ -148,9 +148,19 @@ async fn talk_tone(codec: Codec) {
     eprintln!("{codec:?}: {sent} frames sent, the unit heard {h:?}");
     let spoken_ms = (SPOKEN * 1000.0) as u64;
     assert!(
-        h.voiced_ms * 100 >= spoken_ms * 90 && h.voiced_ms <= spoken_ms + 100,
+        h.voiced_ms * 100 >= spoken_ms * 90,
         "{codec:?}: voiced {} ms of {spoken_ms} ms spoken",
         h.voiced_ms
+    );
+    // Only packets that carried talk (or the digital silence after it and in a late talker's
+    // gaps, where a decoder still rings out a frame) sound: a keep-alive never does (libspeex
+    // answers it with comfort noise at the last level). A starved test machine makes gaps, so
+    // this counts packets, not milliseconds.
+    let carried = h.audio_packets - h.audio_keepalives;
+    assert!(
+        h.voiced_frames <= carried,
+        "{codec:?}: {} voiced frames from {carried} packets that were not keep-alives",
+        h.voiced_frames
     );
     // Fed at −13 dBFS; Speex's VBR keeps a steady tone's level for about 3 s (then codes it as
     // background noise: see media/talk/codec.rs).

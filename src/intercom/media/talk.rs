@@ -83,7 +83,9 @@ impl TalkSink {
 pub(super) enum Tick {
     /// A talk frame; `marker` on the first of a spurt (RFC 3551 §4.1).
     Talk { frame: TalkFrame, marker: bool },
-    /// After a spurt: [`END_OF_TALK`].
+    /// [`END_OF_TALK`], digital silence: after a spurt, and on a tick inside one that found no
+    /// frame (a late producer) — never the keep-alive there, whose comfort noise at the last
+    /// excitation's level would hiss in the gap.
     EndOfTalk,
     /// The keep-alive silence frame.
     Silence,
@@ -110,7 +112,7 @@ pub struct QueueCounts {
     pub sent: u64,
     /// Frames pushed out because 100 ms were already waiting (a producer faster than 20 ms).
     pub overflow: u64,
-    /// Ticks inside a spurt that found no frame (silence sent instead: a late producer).
+    /// Ticks inside a spurt that found no frame (digital silence sent instead: a late producer).
     pub underruns: u64,
     /// Talk spurts started.
     pub spurts: u64,
@@ -206,7 +208,7 @@ impl TalkQueue {
                     dry: dry + 1,
                     first,
                 };
-                Tick::Silence
+                Tick::EndOfTalk
             }
         }
     }
@@ -349,8 +351,9 @@ mod tests {
                 Some((4, false))
             ]
         );
-        // The talker stops: the last queued frame, then silence (a late frame could still come),
-        // then the end-of-talk frames, then the keep-alive; a new spurt after that.
+        // The talker stops: the last queued frame, then digital silence (two hangover ticks, a
+        // late frame could still come, and the end-of-talk ticks), then the keep-alive; a new
+        // spurt after that.
         let mut now = t0 + 140 * MS;
         assert_eq!(sent(q.tick(now)), Some((5, false)));
         let mut ticks = Vec::new();
@@ -359,7 +362,7 @@ mod tests {
             ticks.push(q.tick(now));
         }
         use Tick::{EndOfTalk as E, Silence as S};
-        assert_eq!(ticks, [S, S, E, E, E, S, S]);
+        assert_eq!(ticks, [E, E, E, E, E, S, S]);
         q.push(now, frame(9, now));
         q.push(now, frame(10, now));
         assert_eq!(
@@ -412,7 +415,11 @@ mod tests {
         q.push(t0, frame(1, t0));
         assert_eq!(sent(q.tick(t0)), Some((0, true)));
         assert_eq!(sent(q.tick(t0 + 20 * MS)), Some((1, false)));
-        assert_eq!(q.tick(t0 + 40 * MS), Tick::Silence);
+        assert_eq!(
+            q.tick(t0 + 40 * MS),
+            Tick::EndOfTalk,
+            "digital silence in the gap, not the keep-alive's comfort noise"
+        );
         q.push(t0 + 45 * MS, frame(2, t0));
         assert_eq!(
             sent(q.tick(t0 + 60 * MS)),
