@@ -176,7 +176,12 @@ async fn silence_from_the_intercom_brings_a_new_call() {
 
 #[tokio::test]
 async fn remote_bye_reinvites_with_viewers_and_not_without() {
-    let rig = setup(SimConfig::default(), quick()).await;
+    // A long linger: the test sees the hub lingering however slowly it is scheduled.
+    let settings = HubSettings {
+        linger: Duration::from_secs(30),
+        ..quick()
+    };
+    let rig = setup(SimConfig::default(), settings).await;
     let (sim, hub) = (&rig.sim, rig.hub());
     let mut v = hub.join(ViewerKind::Rtsp).await.expect("join");
     next_video(&mut v).await.expect("video");
@@ -185,6 +190,11 @@ async fn remote_bye_reinvites_with_viewers_and_not_without() {
         get(sim, |s| &s.active_calls) == 1 && get(sim, |s| &s.invites_received) == 2
     })
     .await;
+    // The new call is live once video flows again (a viewer leaving before that aborts the
+    // starting call instead of lingering).
+    while hub.status().state != HubState::Live {
+        next_video(&mut v).await.expect("video after the re-INVITE");
+    }
     // Without viewers (lingering), a remote BYE is the end.
     drop(v);
     eventually("lingering", T, || hub.status().state == HubState::Lingering).await;
