@@ -94,6 +94,7 @@ pub async fn run_with(
     let caps = Caps {
         total: cfg.max_connections as usize,
         per_ip: cfg.max_connections_per_ip as usize,
+        ..Caps::default()
     };
     let stats = Arc::new(ServerStats::default());
 

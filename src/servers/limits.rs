@@ -2,16 +2,20 @@
 //! ingress proxy is exempt: it carries every HA user) and a total cap. At the total cap the
 //! oldest connection that is still idle (no request yet, or an RTSP one holding no stream) is
 //! evicted for the newcomer, so idle connections cannot lock real clients out; only when none is
-//! idle is the newcomer refused. Also the counters `/metrics` shows.
+//! idle is the newcomer refused. An address that keeps presenting wrong credentials is refused
+//! for a while (`proto::auth::throttle`; a connection reports them through its [`Permit`]). Also
+//! the counters `/metrics` shows.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use super::access::INGRESS_PEER;
+use crate::proto::auth::throttle::Throttle;
 
 /// How many connections a server takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +24,9 @@ pub struct Caps {
     pub total: usize,
     /// One peer address (`max_connections_per_ip`); 0 = no per-IP cap.
     pub per_ip: usize,
+    /// Wrong credentials one address may present within [`Throttle::WINDOW`] before it is
+    /// refused for [`Throttle::BLOCK`]; 0 = no throttle.
+    pub auth_failures: u32,
 }
 
 impl Default for Caps {
@@ -27,6 +34,7 @@ impl Default for Caps {
         Self {
             total: 256,
             per_ip: 64,
+            auth_failures: Throttle::LIMIT,
         }
     }
 }
@@ -36,6 +44,8 @@ impl Default for Caps {
 pub enum Refused {
     Total,
     PerIp,
+    /// Too many wrong credentials from this address lately; it may try again after this long.
+    Throttled(Duration),
 }
 
 impl Refused {
@@ -43,6 +53,7 @@ impl Refused {
         match self {
             Self::Total => "total_cap",
             Self::PerIp => "per_ip_cap",
+            Self::Throttled(_) => "auth_throttle",
         }
     }
 }
@@ -68,6 +79,7 @@ pub struct ConnStats {
     pub active: AtomicU64,
     pub refused_total: AtomicU64,
     pub refused_per_ip: AtomicU64,
+    pub refused_throttled: AtomicU64,
     closed: [AtomicU64; CLOSE_REASONS.len()],
     /// HTTP requests answered 401 / 413 (RTSP counts its 401s too).
     pub unauthorized: AtomicU64,
@@ -88,7 +100,7 @@ impl ConnStats {
             .map(|(r, n)| (*r, n.load(Ordering::Relaxed)))
     }
 
-    pub fn refused(&self) -> [(&'static str, u64); 2] {
+    pub fn refused(&self) -> [(&'static str, u64); 3] {
         [
             (
                 Refused::Total.as_str(),
@@ -97,6 +109,10 @@ impl ConnStats {
             (
                 Refused::PerIp.as_str(),
                 self.refused_per_ip.load(Ordering::Relaxed),
+            ),
+            (
+                Refused::Throttled(Duration::ZERO).as_str(),
+                self.refused_throttled.load(Ordering::Relaxed),
             ),
         ]
     }
@@ -116,6 +132,7 @@ pub struct Admission {
     stats: Arc<ServerStats>,
     which: Which,
     open: Arc<Mutex<Open>>,
+    throttle: Arc<Mutex<Throttle>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -164,6 +181,35 @@ impl Permit {
     }
 }
 
+impl Permit {
+    /// This connection presented wrong credentials; `true` when that blocks its address.
+    pub fn auth_failed(&self) -> bool {
+        if self.ip == INGRESS_PEER || self.admission.caps.auth_failures == 0 {
+            return false;
+        }
+        let blocked = self.admission.throttle().failed(Instant::now(), self.ip);
+        if blocked {
+            tracing::warn!(
+                peer = %self.ip,
+                limit = self.admission.caps.auth_failures,
+                minutes = Throttle::BLOCK.as_secs() / 60,
+                "wrong credentials too often: this address is refused for a while"
+            );
+        }
+        blocked
+    }
+
+    /// This connection presented right credentials: its address's count starts again.
+    pub fn auth_ok(&self) {
+        self.admission.throttle().succeeded(Instant::now(), self.ip);
+    }
+
+    /// `Some(time left)` while this connection's address is refused.
+    pub fn throttled(&self) -> Option<Duration> {
+        self.admission.throttled(self.ip)
+    }
+}
+
 impl Drop for Permit {
     fn drop(&mut self) {
         let mut open = self.admission.lock();
@@ -197,6 +243,12 @@ impl Admission {
             stats,
             which,
             open: Arc::default(),
+            throttle: Arc::new(Mutex::new(Throttle::new(
+                caps.auth_failures,
+                Throttle::WINDOW,
+                Throttle::BLOCK,
+                Throttle::MAX_ADDRESSES,
+            ))),
         }
     }
 
@@ -212,9 +264,25 @@ impl Admission {
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
+        self.throttle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `Some(time left)` while `ip` is refused for wrong credentials (never the ingress proxy).
+    pub fn throttled(&self, ip: IpAddr) -> Option<Duration> {
+        if ip == INGRESS_PEER || self.caps.auth_failures == 0 {
+            return None;
+        }
+        self.throttle().blocked(Instant::now(), ip)
+    }
+
     /// A slot for a connection from `ip` (it starts idle), or why not.
     pub fn admit(&self, ip: IpAddr) -> Result<Permit, Refused> {
         let stats = self.stats();
+        if let Some(left) = self.throttled(ip) {
+            stats.refused_throttled.fetch_add(1, Ordering::Relaxed);
+            return Err(Refused::Throttled(left));
+        }
         let mut open = self.lock();
         let refused = if self.caps.per_ip > 0
             && ip != INGRESS_PEER
@@ -237,6 +305,7 @@ impl Admission {
             let counter = match r {
                 Refused::Total => &stats.refused_total,
                 Refused::PerIp => &stats.refused_per_ip,
+                Refused::Throttled(_) => &stats.refused_throttled,
             };
             counter.fetch_add(1, Ordering::Relaxed);
             return Err(r);
@@ -268,6 +337,7 @@ mod tests {
             Caps {
                 total: 4,
                 per_ip: 2,
+                auth_failures: 0,
             },
             stats.clone(),
         );
@@ -295,7 +365,10 @@ mod tests {
         let _p7 = a.admit(ip(1)).expect("slot freed");
         assert_eq!(stats.rtsp.accepted.load(Ordering::Relaxed), 7);
         assert_eq!(stats.rtsp.active.load(Ordering::Relaxed), 4);
-        assert_eq!(stats.rtsp.refused(), [("total_cap", 1), ("per_ip_cap", 1)]);
+        assert_eq!(
+            stats.rtsp.refused(),
+            [("total_cap", 1), ("per_ip_cap", 1), ("auth_throttle", 0)]
+        );
         assert_eq!(stats.http.accepted.load(Ordering::Relaxed), 0);
         stats.rtsp.closed("idle_timeout");
         stats.rtsp.closed("whatever");
@@ -305,6 +378,7 @@ mod tests {
             Caps {
                 total: 10,
                 per_ip: 0,
+                auth_failures: 0,
             },
             stats,
         );
@@ -312,5 +386,32 @@ mod tests {
             .map(|_| unlimited.admit(ip(9)).expect("no per-IP cap"))
             .collect();
         assert_eq!(held.len(), 10);
+    }
+
+    #[test]
+    fn wrong_credentials_from_an_address_refuse_its_new_connections() {
+        let stats = Arc::new(ServerStats::default());
+        let a = Admission::rtsp(Caps::default(), stats.clone());
+        let (bad, good) = (IpAddr::from([10, 0, 0, 7]), IpAddr::from([10, 0, 0, 8]));
+        let p = a.admit(bad).expect("first");
+        for i in 1..Throttle::LIMIT {
+            assert!(!p.auth_failed(), "failure {i} does not block yet");
+        }
+        assert!(p.auth_failed(), "the limit blocks");
+        assert!(p.throttled().is_some(), "the open connection sees it too");
+        match a.admit(bad) {
+            Err(Refused::Throttled(left)) => {
+                assert!(left <= Throttle::BLOCK && left > Duration::ZERO)
+            }
+            other => panic!("expected a throttled refusal, got {other:?}"),
+        }
+        let _g = a.admit(good).expect("other addresses pass");
+        // The ingress proxy carries every HA user: never throttled.
+        let i = a.admit(INGRESS_PEER).expect("ingress");
+        for _ in 0..2 * Throttle::LIMIT {
+            assert!(!i.auth_failed());
+        }
+        assert!(a.admit(INGRESS_PEER).is_ok());
+        assert_eq!(stats.rtsp.refused()[2], ("auth_throttle", 1));
     }
 }

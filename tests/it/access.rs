@@ -1,9 +1,11 @@
 //! Issue 12 against the simulator: every way to see, hear or operate needs the credentials and a
 //! refused request places no call (`credentials`); idle-connection floods, 150 RTSP readers and
-//! a forged SRTP flood against a bridge process (`floods`). A raw HTTP/1.1 client lives here.
+//! a forged SRTP flood against a bridge process (`floods`); the wrong-password throttle
+//! (`throttle`). A raw HTTP/1.1 client lives here.
 
 mod credentials;
 mod floods;
+mod throttle;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

@@ -1,12 +1,14 @@
 //! The access model's pure half (DOCS "Access"): the configured [`Secrets`], `Authorization`
 //! header checks shared by RTSP and HTTP (`header`), signed URL tokens and Digest nonces
-//! (`signed`), the one query-string parser (`query`) and the HTTP policy (`policy`).
+//! (`signed`), the one query-string parser (`query`), the HTTP policy (`policy`) and the
+//! wrong-password throttle (`throttle`).
 //! Text and `now` in, a verdict out; which peer counts as ingress is `servers::access`'s.
 
 pub mod header;
 pub mod policy;
 pub mod query;
 pub mod signed;
+pub mod throttle;
 
 pub use header::{Failure, NonceState, Proof};
 pub use policy::{Attempt, Grant, Policy, Refusal, Resource};

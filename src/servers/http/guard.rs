@@ -14,8 +14,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::Shared;
-use crate::proto::auth::{Attempt, Refusal, header::challenges};
+use crate::proto::auth::{Attempt, Grant, Refusal, header::challenges};
 use crate::servers::access::is_ingress;
+use crate::servers::limits::Permit;
 
 /// The largest request body: the API takes small JSON only.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -105,6 +106,16 @@ pub(super) async fn authorize(
     let now = unix_now();
     let token = req.extensions().get::<UrlToken>().map(|t| t.0.clone());
     let ingress = is_ingress(&req);
+    let permit = req.extensions().get::<Arc<Permit>>().cloned();
+    if let Some(left) = permit.as_ref().and_then(|p| p.throttled()) {
+        shared
+            .stats
+            .http
+            .refused_throttled
+            .fetch_add(1, Ordering::Relaxed);
+        return too_many_failures(left);
+    }
+    let presented = token.is_some() || req.headers().contains_key(header::AUTHORIZATION);
     let decision = {
         let attempt = Attempt {
             method: req.method().as_str(),
@@ -122,6 +133,11 @@ pub(super) async fn authorize(
     };
     match decision {
         Ok(grant) => {
+            if matches!(grant, Grant::Header(_) | Grant::SignedUrl)
+                && let Some(p) = &permit
+            {
+                p.auth_ok();
+            }
             req.extensions_mut().insert(grant);
             next.run(req).await
         }
@@ -132,9 +148,30 @@ pub(super) async fn authorize(
                 .unauthorized
                 .fetch_add(1, Ordering::Relaxed);
             tracing::info!(method = %req.method(), path = req.uri().path(), reason = refusal.reason, "HTTP 401");
+            // Wrong credentials (not a first request without any, nor a stale Digest nonce).
+            if presented
+                && !refusal.stale
+                && let Some(p) = &permit
+            {
+                p.auth_failed();
+            }
             unauthorized(&shared, refusal, now)
         }
     }
+}
+
+/// 429 for an address refused for wrong credentials (`proto::auth::throttle`).
+fn too_many_failures(left: std::time::Duration) -> Response {
+    let body = Json(serde_json::json!({
+        "error": "too_many_requests",
+        "detail": "too many wrong credentials from your address; try again later",
+    }));
+    let mut resp = (StatusCode::TOO_MANY_REQUESTS, body).into_response();
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(left.as_secs().max(1)),
+    );
+    resp
 }
 
 /// A 401 with every scheme we take: Digest (fresh nonce), Basic and Bearer.

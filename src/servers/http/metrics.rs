@@ -249,7 +249,7 @@ fn connections(o: &mut String, shared: &Shared) {
         o,
         "c300x_connections_refused_total",
         "counter",
-        "Connections refused with 503, by cap (total_cap, per_ip_cap).",
+        "Connections refused (503; 429 on HTTP for auth_throttle), by cause (total_cap, per_ip_cap, auth_throttle).",
     );
     for (name, s) in servers {
         for (reason, n) in s.refused() {

@@ -72,13 +72,22 @@ pub(super) async fn serve(
 
 /// A refusal costs no task: one non-blocking write of a 503, then the socket closes.
 fn refuse(stream: &TcpStream, why: Refused, admission: &Admission) {
-    let text = match why {
-        Refused::Total => "too many HTTP connections\n",
-        Refused::PerIp => "too many HTTP connections from your address\n",
+    let (status, text, retry) = match why {
+        Refused::Total => ("503 Service Unavailable", "too many HTTP connections\n", 5),
+        Refused::PerIp => (
+            "503 Service Unavailable",
+            "too many HTTP connections from your address\n",
+            5,
+        ),
+        Refused::Throttled(left) => (
+            "429 Too Many Requests",
+            "too many wrong credentials from your address; try again later\n",
+            left.as_secs().max(1),
+        ),
     };
     let reply = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
-         Retry-After: 5\r\nConnection: close\r\n\r\n{text}",
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Retry-After: {retry}\r\nConnection: close\r\n\r\n{text}",
         text.len()
     );
     let _ = stream.try_write(reply.as_bytes());
@@ -110,6 +119,7 @@ async fn connection(
             busy.set_idle(false);
         }
         req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(busy.clone());
         router.clone().oneshot(req)
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

@@ -202,10 +202,19 @@ impl Conn {
             if matches!(input, Input::Request(_)) {
                 permit.set_idle(false);
             }
+            let (wrong, right) = self.session.credentials();
             self.session.handle(Instant::now(), input);
-            let closed = self.run_actions().await?;
+            let mut closed = self.run_actions().await?;
             if self.playout.is_none() {
                 permit.set_idle(true);
+            }
+            let now = self.session.credentials();
+            if now.1 > right {
+                permit.auth_ok();
+            }
+            if now.0 > wrong && permit.auth_failed() {
+                // This address is refused from now on; its other connections end by themselves.
+                closed = closed.or(Some(CloseReason::AuthFailures));
             }
             if let Some(reason) = closed {
                 return Ok(Some(reason));

@@ -157,10 +157,17 @@ async fn refuse(mut stream: TcpStream, why: Refused) {
         .and_then(Result::ok)
         .unwrap_or(0);
     let cseq = conn::sniff_cseq(&buf[..n]);
-    let text = match why {
-        Refused::Total => "too many RTSP connections",
-        Refused::PerIp => "too many RTSP connections from your address",
+    let (text, retry) = match why {
+        Refused::Total => ("too many RTSP connections", 5),
+        Refused::PerIp => ("too many RTSP connections from your address", 5),
+        Refused::Throttled(left) => (
+            "too many wrong credentials from your address; try again later",
+            left.as_secs().max(1),
+        ),
     };
-    let reply = Response::new(503).text(text).to_bytes(cseq);
+    let reply = Response::new(503)
+        .header("Retry-After", retry.to_string())
+        .text(text)
+        .to_bytes(cseq);
     let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(&reply)).await;
 }

@@ -15,6 +15,7 @@ use c300x_bridge::intercom::media::PortPool;
 use c300x_bridge::media::hub::StreamHub;
 use c300x_bridge::servers::access::secrets;
 use c300x_bridge::servers::http::{self, HttpState};
+use c300x_bridge::servers::limits::Caps;
 use c300x_bridge::servers::rtsp::{self, RtspSettings};
 use c300x_bridge::sim::{SimConfig, Simulator};
 use md5::{Digest as _, Md5};
@@ -27,11 +28,11 @@ use super::{Answer, basic, http, read_answer};
 use crate::http::{quick_hub, stat};
 use crate::rig::{config_for, intercom, ports};
 
-struct Fixture {
-    sim: Simulator,
-    state: HttpState,
-    http: SocketAddr,
-    rtsp: SocketAddr,
+pub(super) struct Fixture {
+    pub(super) sim: Simulator,
+    pub(super) state: HttpState,
+    pub(super) http: SocketAddr,
+    pub(super) rtsp: SocketAddr,
     stop: CancellationToken,
 }
 
@@ -42,7 +43,16 @@ impl Drop for Fixture {
 }
 
 impl Fixture {
+    /// The wrong-password throttle off: these tests try many wrong credentials on purpose.
     async fn start(tweak: impl FnOnce(&mut Config)) -> Self {
+        let caps = Caps {
+            auth_failures: 0,
+            ..Caps::default()
+        };
+        Self::with_caps(caps, tweak).await
+    }
+
+    pub(super) async fn with_caps(caps: Caps, tweak: impl FnOnce(&mut Config)) -> Self {
         let sim = Simulator::start(SimConfig::default()).await.expect("sim");
         let base = config_for(&sim);
         let (intercom, stop) = intercom(&base).await;
@@ -74,16 +84,12 @@ impl Fixture {
         };
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let http_addr = l.local_addr().expect("addr");
-        tokio::spawn(http::run(
-            l,
-            state.clone(),
-            Default::default(),
-            stop.clone(),
-        ));
+        tokio::spawn(http::run(l, state.clone(), caps, stop.clone()));
         let (udp_min, udp_max) = ports(20);
         let mut settings = RtspSettings::new(PortPool::new(udp_min, udp_max));
         settings.secrets = secrets(&config);
         settings.stats = state.stats.clone();
+        settings.caps = caps;
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let rtsp_addr = l.local_addr().expect("addr");
         tokio::spawn(rtsp::run(l, hubs, settings, stop.clone()));
@@ -96,7 +102,7 @@ impl Fixture {
         }
     }
 
-    fn invites(&self) -> u64 {
+    pub(super) fn invites(&self) -> u64 {
         stat(&self.sim, |s| &s.invites_received)
     }
 

@@ -61,6 +61,9 @@ pub struct ServerSession {
     got_request: bool,
     last_activity: Instant,
     auth_failures: u32,
+    /// Requests whose `Authorization` was checked: (wrong, right) — the driver reports changes
+    /// to the wrong-password throttle (a 401 to a request without credentials counts in neither).
+    credentials: (u32, u32),
     lease: Option<Lease>,
     session: Option<Session>,
     awaiting: Option<(u32, Awaiting)>,
@@ -79,6 +82,7 @@ impl ServerSession {
             got_request: false,
             last_activity: now,
             auth_failures: 0,
+            credentials: (0, 0),
             lease: None,
             session: None,
             awaiting: None,
@@ -113,6 +117,11 @@ impl ServerSession {
 
     pub fn nonce(&self) -> &str {
         &self.nonce
+    }
+
+    /// How many requests so far presented wrong and right credentials.
+    pub fn credentials(&self) -> (u32, u32) {
+        self.credentials
     }
 
     pub fn is_closed(&self) -> bool {
@@ -255,17 +264,21 @@ impl ServerSession {
                 NonceState::Unknown
             }
         };
-        let ok = auth::header::check(
+        let checked = auth::header::check(
             req.header("Authorization"),
             req.method.as_str(),
             &self.cfg.secrets,
             nonce,
-        )
-        .is_ok();
-        if ok {
-            self.auth_failures = 0;
+        );
+        match checked {
+            Ok(_) => {
+                self.auth_failures = 0;
+                self.credentials.1 += 1;
+            }
+            Err(auth::Failure::Wrong) => self.credentials.0 += 1,
+            Err(_) => {}
         }
-        ok
+        checked.is_ok()
     }
 
     fn resolve(&self, req: &Request) -> Result<Target, Response> {
