@@ -384,7 +384,7 @@ impl Conn {
             };
         };
         let (talk, input) = tokio::select! {
-            r = talk::take(&hub, self.peer) => r,
+            r = talk::take(&hub, self.peer, self.shared.admission.stats()) => r,
             _ = self.shutdown.cancelled() => (None, Input::TalkFailed {
                 status: 503,
                 reason: "shutting down".to_owned(),

@@ -4,11 +4,13 @@
 //! encodes it into the live call. `conn.rs` reads the sockets and hands packets here.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 
 use super::udp::UdpPair;
 use crate::media::hub::{StreamHub, TalkError, Talker};
 use crate::proto::rtp::RtpPacket;
 use crate::proto::rtsp::server::Input;
+use crate::servers::limits::ConnStats;
 
 /// Where the backchannel's RTP comes in.
 #[derive(Debug)]
@@ -37,9 +39,14 @@ pub(super) struct TalkEnded {
 
 /// Takes `hub`'s talk for a backchannel SETUP: 453 when someone else talks, 503 when the call
 /// cannot be had (as for a viewer's join).
-pub(super) async fn take(hub: &StreamHub, peer: SocketAddr) -> (Option<TalkIn>, Input) {
+pub(super) async fn take(
+    hub: &StreamHub,
+    peer: SocketAddr,
+    stats: &ConnStats,
+) -> (Option<TalkIn>, Input) {
     match hub.talk().await {
         Ok(talker) => {
+            stats.talk_sessions.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%peer, panel = talker.panel(), "RTSP backchannel: talking");
             let t = TalkIn {
                 talker,
@@ -49,11 +56,12 @@ pub(super) async fn take(hub: &StreamHub, peer: SocketAddr) -> (Option<TalkIn>, 
             (Some(t), Input::Talking)
         }
         Err(e) => {
-            let status = if matches!(e, TalkError::Busy { .. }) {
-                453
+            let (status, counter) = if matches!(e, TalkError::Busy { .. }) {
+                (453, &stats.talk_busy)
             } else {
-                503
+                (503, &stats.talk_failed)
             };
+            counter.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%peer, "RTSP backchannel refused: {e}; {status}");
             let failed = Input::TalkFailed {
                 status,
