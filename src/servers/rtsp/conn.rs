@@ -111,6 +111,7 @@ pub(super) async fn serve(
                 Timeout,
                 Tick,
                 TalkRtp(std::io::Result<(Vec<u8>, SocketAddr)>),
+                TalkClosed(crate::media::hub::TalkError),
                 Stop,
                 Evicted,
             }
@@ -138,6 +139,13 @@ pub(super) async fn serve(
                         None => std::future::pending().await,
                     }
                 };
+                // The hub ends a talk on privacy, a failed call or shutdown: so does the session.
+                let talk_closed = async {
+                    match conn.talk.as_mut() {
+                        Some(t) => t.talker.closed().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 let timeout = async {
                     match deadline {
                         Some(d) => tokio::time::sleep_until(d).await,
@@ -152,6 +160,7 @@ pub(super) async fn serve(
                     _ = timeout => Ev::Timeout,
                     _ = tick.tick() => Ev::Tick,
                     r = talk_rtp => Ev::TalkRtp(r),
+                    e = talk_closed => Ev::TalkClosed(e),
                 }
             };
             match ev {
@@ -171,6 +180,10 @@ pub(super) async fn serve(
                 Ev::Frame(Some(frame)) => conn.send_frames(std::slice::from_ref(&frame)).await?,
                 Ev::Timeout => conn.session.handle_timeout(Instant::now()),
                 Ev::Tick => conn.on_tick().await?,
+                Ev::TalkClosed(e) => {
+                    tracing::info!(%peer, "RTSP backchannel: {e}; closing");
+                    return Ok("stream_ended");
+                }
                 // ICMP errors and strangers' datagrams are not the session's business.
                 Ev::TalkRtp(Err(_)) => {}
                 Ev::TalkRtp(Ok((packet, from))) => {

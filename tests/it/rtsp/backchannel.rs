@@ -2,7 +2,8 @@
 //! (tests/gst/backchannel.py, through python3-gst) plays the panel with credentials and sends
 //! 2 s of a 1 kHz tone as PCMU over TCP and as PCMA over UDP; the simulated unit hears 1 kHz
 //! for the time spoken. Also with a raw client: a second talker gets 453, no credentials 401,
-//! an unknown option tag 551, and a DESCRIBE without `Require` offers no backchannel.
+//! an unknown option tag 551, a DESCRIBE without `Require` offers no backchannel, and the
+//! privacy switch ends a backchannel's connection.
 
 use std::path::Path;
 use std::time::Duration;
@@ -178,4 +179,15 @@ async fn backchannel_refusals_busy_unauthorized_and_unknown_tags() {
     let r = second.request("SETUP", &track, &[auth, require, tcp]).await;
     assert_eq!(r.status, 200, "{}", r.head);
     assert!(matches!(f.hub.talk_state(), TalkState::Talking { .. }));
+    // The privacy switch ends the talk: the backchannel's connection is closed.
+    f.hub.allow_streaming(false);
+    let closed = tokio::time::timeout(T, second.reply()).await;
+    assert!(
+        matches!(closed, Ok(None)),
+        "the connection ends with the talk"
+    );
+    eventually("the panel is free", T, || {
+        f.hub.talk_state() == TalkState::Free
+    })
+    .await;
 }
