@@ -124,8 +124,10 @@ async fn gstreamer_backchannel_pcma_over_udp_reaches_the_unit() {
 
 #[tokio::test]
 async fn backchannel_refusals_busy_unauthorized_and_unknown_tags() {
+    let stats = std::sync::Arc::new(c300x_bridge::servers::limits::ServerStats::default());
     let f = start(40, |s| {
         s.secrets.user = Some(("admin".into(), "s3cret".into()));
+        s.stats = stats.clone();
     })
     .await;
     use base64::Engine as _;
@@ -179,6 +181,9 @@ async fn backchannel_refusals_busy_unauthorized_and_unknown_tags() {
     let r = second.request("SETUP", &track, &[auth, require, tcp]).await;
     assert_eq!(r.status, 200, "{}", r.head);
     assert!(matches!(f.hub.talk_state(), TalkState::Talking { .. }));
+    let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(count(&stats.rtsp.talk_sessions), 1);
+    assert_eq!(count(&stats.rtsp.talk_busy), 1);
     // The privacy switch ends the talk: the backchannel's connection is closed.
     f.hub.allow_streaming(false);
     let closed = tokio::time::timeout(T, second.reply()).await;
