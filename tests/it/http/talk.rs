@@ -46,10 +46,14 @@ async fn open(addr: SocketAddr, token: Option<&str>) -> Result<Ws, u16> {
 }
 
 async fn get(addr: SocketAddr, path: &str, token: &str) -> String {
+    get_with(addr, path, token, "Connection: close\r\n").await
+}
+
+/// A raw GET with `headers` (CRLF-terminated lines); the whole answer until the server closes.
+async fn get_with(addr: SocketAddr, path: &str, token: &str, headers: &str) -> String {
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    );
+    let req =
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n{headers}\r\n");
     tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
         .await
         .expect("write");
