@@ -85,7 +85,7 @@ function makePanel(p) {
   $(".under", c.card).append(c.watch, c.since);
   $("#panels").append(c.card);
 
-  // Its controls (right column): door, light, ring, talk (a later issue), facts.
+  // Its controls (right column): door, light, ring, push-to-talk (talk.js), facts.
   c.controls = el("section", { class: "box controls" });
   c.controls.dataset.panel = p.name;
   c.controls.append(el("h2", {}, title(p.name) + " controls"));
@@ -106,6 +106,7 @@ function makePanel(p) {
   }
   const talk = el("div", { class: "talk-slot" });
   talk.dataset.slot = "talk";
+  c.talk = makeTalk(talk, base);
   c.facts = el("details", { class: "facts" });
   c.facts.append(el("summary", {}, "Details"), el("dl"));
   c.controls.append(bar, talk, c.facts);
@@ -339,6 +340,7 @@ function render(s) {
     st.textContent = text;
     st.className = "pill state state-" + cls;
     c.since.textContent = p.call_since ? "call since " + clock(p.call_since) : "";
+    c.talk.update(p);
     const dl = $("dl", c.facts);
     dl.replaceChildren();
     fact(dl, "DEVADDR", p.devaddr);

@@ -224,6 +224,14 @@ pub fn rtsp_session(data: &[u8]) {
                 Action::BindUdp { .. } => Some(Input::UdpBound {
                     server: (20000, 20001),
                 }),
+                Action::Talk { panel } => Some(if panel.len() % 3 == 0 {
+                    Input::TalkFailed {
+                        status: 453,
+                        reason: "busy".into(),
+                    }
+                } else {
+                    Input::Talking
+                }),
                 Action::Play => Some(Input::Playing(vec![PlayInfo {
                     kind: crate::proto::rtsp::server::TrackKind::Video,
                     seq: 1,

@@ -84,6 +84,11 @@ pub struct ConnStats {
     /// HTTP requests answered 401 / 413 (RTSP counts its 401s too).
     pub unauthorized: AtomicU64,
     pub too_large: AtomicU64,
+    /// Talk (issue 17): sessions that got the panel's talk (RTSP backchannel, HTTP push-to-talk),
+    /// and requests refused because someone else talked or no call could be had.
+    pub talk_sessions: AtomicU64,
+    pub talk_busy: AtomicU64,
+    pub talk_failed: AtomicU64,
 }
 
 impl ConnStats {

@@ -78,6 +78,9 @@ pub struct CallMedia {
     pub rtcp_packets: u64,
     /// The 1-byte silence keep-alives among the audio packets.
     pub audio_keepalives: u64,
+    /// Keep-alives the decoder made audible by ringing on from the voice before them (not
+    /// counted as voiced).
+    pub keepalives_ringing: u64,
     /// Audio payloads the Speex decoder took, and refused.
     pub audio_decoded: u64,
     pub audio_decode_errors: u64,
@@ -106,6 +109,7 @@ impl CallMediaCounters {
             video_packets: self.video_packets.load(Ordering::SeqCst),
             rtcp_packets: self.rtcp_packets.load(Ordering::SeqCst),
             audio_keepalives: heard.keepalives,
+            keepalives_ringing: heard.keepalives_ringing,
             audio_decoded: heard.decoded,
             audio_decode_errors: heard.decode_errors,
             voiced_frames: heard.voiced_frames,

@@ -2,7 +2,8 @@
 //! and a raw client for the error paths: 401/404/454/461/405/501, keep-alives, the malformed
 //! corpus (400 and close, a live session unharmed), oversized heads, the connection limit (idle
 //! connections evicted, 503 when all are busy), and
-//! 20 mixed TCP/UDP readers on one call with the BYE after the linger; viewer churn: `rtsp/churn.rs`.
+//! 20 mixed TCP/UDP readers on one call with the BYE after the linger; viewer churn: `rtsp/churn.rs`;
+//! the ONVIF backchannel (GStreamer talking into the call): `rtsp/backchannel.rs`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::rig::{Rig, eventually, ports};
 
+mod backchannel;
 mod churn;
 mod raw;
 

@@ -21,7 +21,8 @@ pub enum Resource {
     View { panel: String },
     /// `GET /api/<panel>/signed-urls`: mints URL tokens, so a URL token cannot open it.
     Sign { panel: String },
-    /// Everything else: the page, status, metrics and every command (unlock, light, answer…).
+    /// Everything else: the page, status, metrics and every command (unlock, light, answer,
+    /// push-to-talk…).
     Protected,
 }
 
@@ -201,6 +202,9 @@ mod tests {
             ("GET", "/", None, Protected),
             ("GET", "/metrics", None, Protected),
             ("GET", "/api/status", None, Protected),
+            // Push-to-talk is as privileged as unlocking: never a signed URL, never public.
+            ("GET", "/api/doorbell/talk", None, Protected),
+            ("GET", "/api/doorbell/talk", Some("rate=48000"), Protected),
             (
                 "GET",
                 "/api/doorbell/snapshot.jpg",
@@ -330,6 +334,7 @@ mod tests {
             ("POST", "/api/doorbell/unlock"),
             ("GET", "/api/doorbell/signed-urls"),
             ("GET", "/api/status"),
+            ("GET", "/api/doorbell/talk"),
         ] {
             let a = Attempt {
                 url_token: Some(&token),

@@ -11,6 +11,7 @@ pub fn reason(status: u16) -> &'static str {
         401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        453 => "Not Enough Bandwidth",
         454 => "Session Not Found",
         455 => "Method Not Valid in This State",
         459 => "Aggregate Operation Not Allowed",
@@ -19,6 +20,7 @@ pub fn reason(status: u16) -> &'static str {
         501 => "Not Implemented",
         503 => "Service Unavailable",
         505 => "RTSP Version Not Supported",
+        551 => "Option not supported",
         _ => "Unknown",
     }
 }

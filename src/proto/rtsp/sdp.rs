@@ -1,6 +1,8 @@
 //! The SDP of a DESCRIBE answer (RFC 2326 Appendix C): H.264 with `packetization-mode=1`,
 //! `profile-level-id` and `sprop-parameter-sets` (RFC 6184 §8.1) and AAC as `MPEG4-GENERIC`
-//! AAC-hbr (RFC 3640 §3.3.6). One `a=control` per track; the session control is `*`.
+//! AAC-hbr (RFC 3640 §3.3.6). One `a=control` per track; the session control is `*`. With the
+//! ONVIF backchannel (Streaming Specification §5.3) a third, `a=sendonly` audio section offers
+//! PCMU/8000 and PCMA/8000 for the client's voice.
 
 use std::fmt::Write as _;
 
@@ -12,6 +14,10 @@ pub const AUDIO_PT: u8 = 97;
 /// `a=control` of track n (video 0, audio 1), relative to the `Content-Base`.
 pub const VIDEO_CONTROL: &str = "trackID=0";
 pub const AUDIO_CONTROL: &str = "trackID=1";
+/// `a=control` of the ONVIF backchannel (client → bridge audio).
+pub const BACKCHANNEL_CONTROL: &str = "trackID=2";
+/// The `Require` option tag of the ONVIF backchannel.
+pub const BACKCHANNEL_TAG: &str = "www.onvif.org/ver20/backchannel";
 
 /// The H.264 track: parameter sets without start codes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +70,15 @@ pub fn describe(
     s
 }
 
+/// The backchannel section appended to [`describe`]'s text: the client sends, we receive
+/// (`a=sendonly` is from the client's point of view in ONVIF's use), static PT 0 and 8.
+pub fn backchannel_section() -> String {
+    format!(
+        "m=audio 0 RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+         a=control:{BACKCHANNEL_CONTROL}\r\na=sendonly\r\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +112,14 @@ mod tests {
         assert_eq!(parsed.media_descriptions.len(), 2);
         let video_only = describe(7, "doorbell", &v, None);
         assert!(!video_only.contains("m=audio"));
+        let with_back = format!("{text}{}", backchannel_section());
+        let parsed =
+            sdp::SessionDescription::unmarshal(&mut std::io::Cursor::new(with_back.as_bytes()))
+                .expect("valid SDP with the backchannel");
+        assert_eq!(parsed.media_descriptions.len(), 3);
+        let back = &parsed.media_descriptions[2];
+        assert_eq!(back.media_name.formats, ["0", "8"]);
+        assert!(back.attribute("sendonly").is_some());
+        assert_eq!(back.attribute("control"), Some(Some("trackID=2")));
     }
 }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, Shared, ring_devaddr};
 use crate::intercom::sip::RegistrationState;
-use crate::media::hub::ViewerKind;
+use crate::media::hub::{TalkState, ViewerKind};
 
 /// RFC 3339 UTC time (`2024-05-01T12:00:00.123Z`).
 pub(crate) fn rfc3339(t: SystemTime) -> String {
@@ -46,6 +46,15 @@ pub(crate) fn sip_json(state: &RegistrationState) -> Value {
         RegistrationState::Failed { reason } => {
             json!({"registered": false, "state": "failed", "reason": reason})
         }
+    }
+}
+
+/// A panel's talk for `/api/status`: `free`, `waiting` (for the call) or `talking`.
+fn talk_json(t: &TalkState) -> Value {
+    match t {
+        TalkState::Free => json!({"state": "free"}),
+        TalkState::Waiting => json!({"state": "waiting"}),
+        TalkState::Talking { call_id } => json!({"state": "talking", "call_id": call_id}),
     }
 }
 
@@ -87,6 +96,7 @@ pub async fn status(State(shared): State<Arc<Shared>>) -> Json<Value> {
                 "last_error": s.last_error,
                 "streaming_allowed": s.streaming_allowed,
                 "hls_sessions": usize::from(p.hls.active()),
+                "talk": talk_json(&p.hub.talk_state()),
                 "ha_camera": st.camera.panel(&s.panel),
                 "urls": {
                     "snapshot": format!("{base}/snapshot.jpg"),

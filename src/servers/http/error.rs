@@ -27,6 +27,9 @@ pub enum ApiError {
     Hub(#[from] HubError),
     #[error(transparent)]
     Intercom(#[from] IntercomError),
+    /// Someone else holds the panel's talk.
+    #[error("panel {0}: someone else is talking")]
+    TalkBusy(String),
     #[error("panel {0}: no doorbell ring to answer")]
     NotRinging(String),
     #[error("{0}")]
@@ -56,6 +59,7 @@ impl ApiError {
             Self::Hub(HubError::Stopped { .. }) => (StatusCode::SERVICE_UNAVAILABLE, "stopped"),
             Self::Intercom(_) => (StatusCode::BAD_GATEWAY, "intercom"),
             Self::NotRinging(_) => (StatusCode::CONFLICT, "not_ringing"),
+            Self::TalkBusy(_) => (StatusCode::CONFLICT, "talk_busy"),
             Self::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             Self::StreamEnded(_) => (StatusCode::SERVICE_UNAVAILABLE, "stream_ended"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -1,5 +1,6 @@
 //! `GET /metrics`: Prometheus text exposition (format 0.0.4) of the hubs, the HTTP outputs, the
-//! intercom counters and both servers' connections (accepted, active, refused, closed, 401/413).
+//! intercom counters and both servers' connections (accepted, active, refused, closed, 401/413)
+//! and talk sessions/refusals.
 //! Names are prefixed `c300x_`; counters end in `_total`.
 
 use std::fmt::Write as _;
@@ -13,6 +14,7 @@ use axum::response::IntoResponse;
 use super::Shared;
 use crate::intercom::sip::RegistrationState;
 use crate::media::hub::{HubState, ViewerKind};
+use crate::servers::limits::ConnStats;
 
 /// Label values are escaped as the exposition format asks (backslash, quote, newline).
 fn label(v: &str) -> String {
@@ -217,6 +219,8 @@ pub fn render(shared: &Shared) -> String {
     );
     let _ = writeln!(o, "c300x_ringing {}", u8::from(ev.ringing().is_some()));
     connections(&mut o, shared);
+    let servers = [("rtsp", &shared.stats.rtsp), ("http", &shared.stats.http)];
+    talk(&mut o, &servers);
     o
 }
 
@@ -285,6 +289,35 @@ fn connections(o: &mut String, shared: &Shared) {
             let _ = writeln!(
                 o,
                 "c300x_requests_refused_total{{server=\"{name}\",status=\"{status}\"}} {n}"
+            );
+        }
+    }
+}
+
+/// Talk sessions and refusals per server (RTSP backchannel, HTTP push-to-talk).
+fn talk(o: &mut String, servers: &[(&str, &ConnStats)]) {
+    family(
+        o,
+        "c300x_talk_sessions_total",
+        "counter",
+        "Talk sessions that held a panel's talk (RTSP backchannel, HTTP push-to-talk).",
+    );
+    for (name, s) in servers {
+        let n = s.talk_sessions.load(Ordering::Relaxed);
+        let _ = writeln!(o, "c300x_talk_sessions_total{{server=\"{name}\"}} {n}");
+    }
+    family(
+        o,
+        "c300x_talk_refused_total",
+        "counter",
+        "Talk requests refused: busy (someone else talks; RTSP 453, HTTP 409) or no_call (503).",
+    );
+    for (name, s) in servers {
+        for (reason, n) in [("busy", &s.talk_busy), ("no_call", &s.talk_failed)] {
+            let n = n.load(Ordering::Relaxed);
+            let _ = writeln!(
+                o,
+                "c300x_talk_refused_total{{server=\"{name}\",reason=\"{reason}\"}} {n}"
             );
         }
     }

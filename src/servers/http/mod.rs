@@ -16,6 +16,7 @@ mod mjpeg;
 mod rings;
 mod serve;
 mod snapshot;
+mod talk;
 mod ui;
 
 use std::collections::VecDeque;
@@ -193,6 +194,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/{panel}/mjpeg", get(mjpeg::mjpeg))
         .route("/api/{panel}/hls/{file}", get(hls::resource))
         .route("/api/{panel}/signed-urls", get(links::signed_urls))
+        .route("/api/{panel}/talk", get(talk::talk))
         .merge(rings::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(

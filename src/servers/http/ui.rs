@@ -13,6 +13,8 @@ use super::{ApiError, Shared};
 const INDEX: &str = include_str!("../../../assets/index.html");
 const APP_JS: &str = include_str!("../../../assets/app.js");
 const STYLE: &str = include_str!("../../../assets/style.css");
+const TALK_JS: &str = include_str!("../../../assets/talk.js");
+const TALK_WORKLET: &str = include_str!("../../../assets/talk-worklet.js");
 const HLS_JS: &[u8] = include_bytes!("../../../assets/hls.min.js");
 const HLS_LICENSE: &str = include_str!("../../../assets/hls.js.LICENSE");
 
@@ -52,6 +54,8 @@ pub async fn asset(Path(file): Path<String>) -> Result<Response, ApiError> {
     let (body, kind): (&'static [u8], &str) = match file.as_str() {
         "app.js" => (APP_JS.as_bytes(), "text/javascript; charset=utf-8"),
         "style.css" => (STYLE.as_bytes(), "text/css; charset=utf-8"),
+        "talk.js" => (TALK_JS.as_bytes(), "text/javascript; charset=utf-8"),
+        "talk-worklet.js" => (TALK_WORKLET.as_bytes(), "text/javascript; charset=utf-8"),
         "hls.min.js" => (HLS_JS, "text/javascript; charset=utf-8"),
         "hls.js.LICENSE" => (HLS_LICENSE.as_bytes(), "text/plain; charset=utf-8"),
         _ => {

@@ -1,7 +1,8 @@
 //! One RTSP connection's driver (RFC 2326 §10): one task reads requests and interleaved RTCP,
 //! feeds them to the sans-IO `proto::rtsp::server::ServerSession`, carries out its actions
-//! (hub join, UDP ports, tracks, play) and writes RTP of the playout. A slow reader only slows
-//! itself (the hub drops its frames; writes time out). Returns why the connection ended.
+//! (hub join, UDP ports, tracks, play, talk) and writes RTP of the playout. The backchannel's RTP
+//! (interleaved or on its UDP port) goes to `talk.rs`. A slow reader only slows itself (the hub
+//! drops its frames; writes time out). Returns why the connection ended.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -15,9 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::session::{Outgoing, Playout, Sink, UdpSink, description};
+use super::talk::{self, TalkIn, TalkSource};
 use super::udp::{self, UdpPair};
 use crate::media::hub::{Frame, HubError, ViewerKind};
-use crate::proto::rtsp::server::{Action, CloseReason, Input, ServerSession, TrackSink};
+use crate::proto::rtsp::server::{Action, CloseReason, Input, ServerSession, TrackKind, TrackSink};
 use crate::proto::rtsp::{Inbound, parse_inbound};
 use crate::servers::limits::Permit;
 
@@ -35,6 +37,8 @@ enum ConnError {
     },
     #[error("RTSP {peer}: write timed out")]
     WriteTimeout { peer: SocketAddr },
+    #[error(transparent)]
+    TalkEnded(#[from] talk::TalkEnded),
 }
 
 struct Conn {
@@ -44,6 +48,8 @@ struct Conn {
     writer: OwnedWriteHalf,
     session: ServerSession,
     playout: Option<Playout>,
+    /// The backchannel's talk, from its SETUP on.
+    talk: Option<TalkIn>,
     /// Ports bound for a UDP track, until the session adds it.
     pending_udp: Option<UdpPair>,
     /// Frames to send right after the PLAY answer.
@@ -85,6 +91,7 @@ pub(super) async fn serve(
         writer,
         session,
         playout: None,
+        talk: None,
         pending_udp: None,
         backlog: Vec::new(),
         rtcp_seen: None,
@@ -103,6 +110,8 @@ pub(super) async fn serve(
                 Frame(Option<Frame>),
                 Timeout,
                 Tick,
+                TalkRtp(std::io::Result<(Vec<u8>, SocketAddr)>),
+                TalkClosed(crate::media::hub::TalkError),
                 Stop,
                 Evicted,
             }
@@ -110,10 +119,30 @@ pub(super) async fn serve(
                 .session
                 .poll_timeout()
                 .map(tokio::time::Instant::from_std);
+            let talk_sock = conn.talk.as_ref().and_then(|t| match &t.source {
+                TalkSource::Udp(pair) => Some(pair.rtp.clone()),
+                TalkSource::None | TalkSource::Interleaved(_) => None,
+            });
             let ev = {
+                let talk_rtp = async move {
+                    let Some(sock) = talk_sock else {
+                        return std::future::pending().await;
+                    };
+                    let mut b = vec![0u8; 2048];
+                    let (n, from) = sock.recv_from(&mut b).await?;
+                    b.truncate(n);
+                    Ok((b, from))
+                };
                 let frames = async {
                     match conn.playout.as_mut().filter(|p| p.playing) {
                         Some(p) => p.viewer.frames.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                // The hub ends a talk on privacy, a failed call or shutdown: so does the session.
+                let talk_closed = async {
+                    match conn.talk.as_mut() {
+                        Some(t) => t.talker.closed().await,
                         None => std::future::pending().await,
                     }
                 };
@@ -130,6 +159,8 @@ pub(super) async fn serve(
                     f = frames => Ev::Frame(f),
                     _ = timeout => Ev::Timeout,
                     _ = tick.tick() => Ev::Tick,
+                    r = talk_rtp => Ev::TalkRtp(r),
+                    e = talk_closed => Ev::TalkClosed(e),
                 }
             };
             match ev {
@@ -149,6 +180,20 @@ pub(super) async fn serve(
                 Ev::Frame(Some(frame)) => conn.send_frames(std::slice::from_ref(&frame)).await?,
                 Ev::Timeout => conn.session.handle_timeout(Instant::now()),
                 Ev::Tick => conn.on_tick().await?,
+                Ev::TalkClosed(e) => {
+                    tracing::info!(%peer, "RTSP backchannel: {e}; closing");
+                    return Ok("stream_ended");
+                }
+                // ICMP errors and strangers' datagrams are not the session's business.
+                Ev::TalkRtp(Err(_)) => {}
+                Ev::TalkRtp(Ok((packet, from))) => {
+                    if from.ip() == peer.ip()
+                        && let Some(t) = conn.talk.as_mut()
+                    {
+                        t.on_rtp(peer, &packet)?;
+                        conn.session.handle(Instant::now(), Input::KeepAlive);
+                    }
+                }
             }
         }
     }
@@ -184,8 +229,13 @@ impl Conn {
                             tracing::debug!(peer = %self.peer, method = req.method.as_str(), uri = ?req.uri.as_ref().map(|u| u.as_str()), "RTSP request");
                             Input::Request(req)
                         }
-                        // RTCP receiver reports over TCP count as keep-alive.
-                        Inbound::Data { .. } => Input::KeepAlive,
+                        // RTCP receiver reports and backchannel RTP count as keep-alive.
+                        Inbound::Data { channel, payload } => {
+                            if let Some(t) = self.talk.as_mut().filter(|t| t.is_channel(channel)) {
+                                t.on_rtp(self.peer, &payload)?;
+                            }
+                            Input::KeepAlive
+                        }
                         Inbound::Ignored => continue,
                     }
                 }
@@ -250,6 +300,13 @@ impl Conn {
                         tracing::info!(peer = %self.peer, "RTSP viewer released");
                     }
                     self.pending_udp = None;
+                    if self.talk.take().is_some() {
+                        tracing::info!(peer = %self.peer, "RTSP backchannel: talk released");
+                    }
+                }
+                Action::Talk { panel } => {
+                    let input = self.talk(&panel).await;
+                    self.session.handle(Instant::now(), input);
                 }
                 Action::BindUdp { kind } => {
                     let input = match udp::bind_pair(self.local_ip, &self.shared.settings.udp_ports)
@@ -269,6 +326,10 @@ impl Conn {
                     self.session.handle(Instant::now(), input);
                 }
                 Action::AddTrack { kind, sink, rtp } => {
+                    if kind == TrackKind::Backchannel {
+                        self.add_talk_source(sink);
+                        continue;
+                    }
                     let sink = match sink {
                         TrackSink::Interleaved { rtp, rtcp } => Sink::Interleaved { rtp, rtcp },
                         TrackSink::Udp { client, .. } => match self.pending_udp.take() {
@@ -334,6 +395,38 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Takes the panel's talk for a backchannel SETUP.
+    async fn talk(&mut self, panel: &str) -> Input {
+        let Some(hub) = self.shared.hubs.get(panel).cloned() else {
+            return Input::TalkFailed {
+                status: 404,
+                reason: format!("no panel {panel:?}"),
+            };
+        };
+        let (talk, input) = tokio::select! {
+            r = talk::take(&hub, self.peer, self.shared.admission.stats()) => r,
+            _ = self.shutdown.cancelled() => (None, Input::TalkFailed {
+                status: 503,
+                reason: "shutting down".to_owned(),
+            }),
+        };
+        self.talk = talk;
+        input
+    }
+
+    fn add_talk_source(&mut self, sink: TrackSink) {
+        let Some(t) = self.talk.as_mut() else {
+            return;
+        };
+        t.source = match sink {
+            TrackSink::Interleaved { rtp, .. } => TalkSource::Interleaved(rtp),
+            TrackSink::Udp { .. } => match self.pending_udp.take() {
+                Some(pair) => TalkSource::Udp(pair),
+                None => TalkSource::None,
+            },
+        };
     }
 
     /// Sender reports, and client RTCP over UDP as keep-alive.

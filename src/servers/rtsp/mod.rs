@@ -5,6 +5,7 @@
 
 mod conn;
 mod session;
+mod talk;
 mod udp;
 
 use std::collections::HashMap;

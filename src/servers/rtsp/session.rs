@@ -177,6 +177,8 @@ impl Playout {
         match kind {
             TrackKind::Video => self.video = track,
             TrackKind::Audio => self.audio = track,
+            // The backchannel's RTP comes in; `talk.rs` holds it.
+            TrackKind::Backchannel => {}
         }
     }
 

@@ -26,10 +26,14 @@ pub struct Hearing {
     /// Payloads decoded, and those the decoder refused.
     pub decoded: u64,
     pub decode_errors: u64,
-    /// Decoded frames above [`VOICED_RMS`].
+    /// Decoded frames above [`VOICED_RMS`], of coded frames (the bridge's voice).
     pub voiced_frames: u64,
     /// The 1-byte silence keep-alives (`0x00`) among the payloads.
     pub keepalives: u64,
+    /// Keep-alives that decoded above [`VOICED_RMS`]: libspeex rings on from the last voiced
+    /// frame through them (after a spurt, or where a late talk frame left a gap). Not voiced:
+    /// the bridge sent no voice there.
+    pub keepalives_ringing: u64,
     /// Packets with the RTP marker set (talk spurt starts).
     pub markers: u64,
     /// Packets that broke the stream: another SSRC, a sequence gap, or a timestamp step other
@@ -50,6 +54,7 @@ impl Default for Hearing {
             decode_errors: 0,
             voiced_frames: 0,
             keepalives: 0,
+            keepalives_ringing: 0,
             markers: 0,
             discontinuities: 0,
             voiced_rms_sum: 0.0,
@@ -99,7 +104,7 @@ impl Hearing {
         if samples.is_empty() {
             return;
         }
-        let rms = (samples.iter().map(|s| s * s).sum::<f32>() / samples.len() as f32).sqrt();
+        let rms = rms(samples);
         if rms < VOICED_RMS {
             return;
         }
@@ -167,7 +172,8 @@ impl Loudspeaker {
 
     /// Decodes one RTP payload into `hearing`.
     pub(super) fn hear(&mut self, payload: &[u8], hearing: &mut Hearing) {
-        if payload == [0x00] {
+        let keepalive = payload == [0x00];
+        if keepalive {
             hearing.keepalives += 1;
         }
         if payload.is_empty()
@@ -195,9 +201,21 @@ impl Loudspeaker {
                 ),
                 _ => {}
             }
-            hearing.on_frame(&self.samples);
+            if !keepalive {
+                hearing.on_frame(&self.samples);
+            } else if rms(&self.samples) >= VOICED_RMS {
+                hearing.keepalives_ringing += 1;
+            }
         }
     }
+}
+
+/// Root mean square of 16-bit-scaled samples (0 for none).
+fn rms(samples: &[f32]) -> f32 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    (samples.iter().map(|s| s * s).sum::<f32>() / samples.len() as f32).sqrt()
 }
 
 #[cfg(test)]

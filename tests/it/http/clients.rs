@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{eventually, jpeg_size, rig, stat};
 
-async fn serve(state: HttpState, stop: CancellationToken) -> SocketAddr {
+pub(super) async fn serve(state: HttpState, stop: CancellationToken) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(run(listener, state, Default::default(), stop));
@@ -374,7 +374,7 @@ async fn hls_ffprobe_sees_h264_400x288_and_aac_with_ll_hls_blocking_reload() {
     rig.stop.cancel();
 }
 
-fn browser_dir() -> PathBuf {
+pub(super) fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
 }
 

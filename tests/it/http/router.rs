@@ -187,6 +187,22 @@ async fn requests_need_the_token_unless_from_ingress() {
         send(&app, ingress(true, [10, 0, 0, 9])).await.status,
         StatusCode::UNAUTHORIZED
     );
+    // Push-to-talk: refused without credentials (no call placed), let through from ingress
+    // (a plain GET there is 426: the socket needs an upgrade, which `oneshot` cannot do).
+    let calls = stat(&rig.sim, |s| &s.invites_received);
+    assert_eq!(
+        send(&app, get("/api/doorbell/talk")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let mut talk = get("/api/doorbell/talk");
+    talk.headers_mut().insert(
+        "x-ingress-path",
+        "/api/hassio_ingress/t0k".parse().expect("hv"),
+    );
+    talk.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(([172, 30, 32, 2], 40000))));
+    assert_eq!(send(&app, talk).await.status, StatusCode::UPGRADE_REQUIRED);
+    assert_eq!(stat(&rig.sim, |s| &s.invites_received), calls);
     rig.stop.cancel();
 }
 

@@ -46,6 +46,7 @@ impl StreamDescription {
         match kind {
             TrackKind::Video => 90_000,
             TrackKind::Audio => self.audio.as_ref().map_or(8000, |a| a.sample_rate),
+            TrackKind::Backchannel => 8000,
         }
     }
 }

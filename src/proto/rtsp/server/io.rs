@@ -39,11 +39,12 @@ impl ServerConfig {
     }
 }
 
-/// A track of the session. An ONVIF backchannel (client → bridge audio) would be a third kind.
+/// A track of the session; the ONVIF backchannel carries the client's voice to the panel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrackKind {
     Video,
     Audio,
+    Backchannel,
 }
 
 impl TrackKind {
@@ -52,11 +53,12 @@ impl TrackKind {
         match self {
             Self::Video => crate::proto::rtsp::sdp::VIDEO_CONTROL,
             Self::Audio => crate::proto::rtsp::sdp::AUDIO_CONTROL,
+            Self::Backchannel => crate::proto::rtsp::sdp::BACKCHANNEL_CONTROL,
         }
     }
 
     pub(super) fn from_control(c: &str) -> Option<Self> {
-        [Self::Video, Self::Audio]
+        [Self::Video, Self::Audio, Self::Backchannel]
             .into_iter()
             .find(|k| k.control() == c)
     }
@@ -66,11 +68,12 @@ impl TrackKind {
         match self {
             Self::Video => (0, 1),
             Self::Audio => (2, 3),
+            Self::Backchannel => (4, 5),
         }
     }
 }
 
-/// RTP numbering of one outgoing track (RFC 3550 §5.1: random SSRC, sequence and timestamp).
+/// RTP numbering of one track (for the backchannel: what the answer names; the client numbers) (RFC 3550 §5.1: random SSRC, sequence and timestamp).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RtpParams {
     pub ssrc: u32,
@@ -126,6 +129,13 @@ pub enum Input {
     },
     /// The driver started sending (after [`Action::Play`]).
     Playing(Vec<PlayInfo>),
+    /// The driver holds the panel's talk (after [`Action::Talk`]).
+    Talking,
+    /// Talk refused: 453 when someone else talks, 503 when the call cannot be had.
+    TalkFailed {
+        status: u16,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,8 +148,13 @@ pub enum Action {
     Join {
         panel: String,
     },
-    /// Drop the viewer and every track.
+    /// Drop the viewer, the talk and every track.
     Release,
+    /// Take the panel's talk (one talker per panel; waits for a live call); answer with
+    /// `Talking` or `TalkFailed`. The backchannel's RTP then goes to it.
+    Talk {
+        panel: String,
+    },
     /// Bind a server port pair for a UDP track; answer with `UdpBound` or `UdpFailed`.
     BindUdp {
         kind: TrackKind,

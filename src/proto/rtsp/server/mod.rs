@@ -3,7 +3,9 @@
 //! completions go in (`handle`); responses and actions come out (`poll_action`): join or release
 //! a hub viewer, bind UDP ports, add a track, play, pause, close. Deadlines (first request,
 //! idle connection, session keep-alive) come from `poll_timeout`. `servers::rtsp::conn` drives it.
+//! The ONVIF backchannel (`Require` tags, the talk it takes) is in `backchannel.rs`.
 
+mod backchannel;
 mod describe;
 mod io;
 #[cfg(test)]
@@ -29,6 +31,8 @@ struct Target {
     panel: String,
     control: Option<String>,
     audio: bool,
+    /// The request carries `Require: www.onvif.org/ver20/backchannel`.
+    backchannel: bool,
     /// `rtsp://host:port/<panel>/`: the Content-Base and the prefix of track URLs.
     base: String,
 }
@@ -51,6 +55,8 @@ enum Awaiting {
     Setup(Target, TrackKind, ClientTransport),
     SetupUdp(TrackKind, (u16, u16)),
     Play(String),
+    /// The backchannel's SETUP waits for the panel's talk.
+    Talk(ClientTransport),
 }
 
 pub struct ServerSession {
@@ -66,6 +72,10 @@ pub struct ServerSession {
     credentials: (u32, u32),
     lease: Option<Lease>,
     session: Option<Session>,
+    /// A DESCRIBE on this connection offered the backchannel.
+    backchannel_offered: bool,
+    /// The driver holds the panel's talk for the backchannel track.
+    talking: bool,
     awaiting: Option<(u32, Awaiting)>,
     actions: VecDeque<Action>,
     closed: bool,
@@ -85,6 +95,8 @@ impl ServerSession {
             credentials: (0, 0),
             lease: None,
             session: None,
+            backchannel_offered: false,
+            talking: false,
             awaiting: None,
             actions: VecDeque::new(),
             closed: false,
@@ -229,6 +241,9 @@ impl ServerSession {
             self.respond(cseq, Response::new(454).text("unknown session"));
             return;
         }
+        if let Err(r) = backchannel::required(&req) {
+            return self.respond(cseq, r);
+        }
         if let Some(s) = self.session.as_mut() {
             s.last_seen = now;
         }
@@ -306,6 +321,7 @@ impl ServerSession {
             panel: panel.to_owned(),
             control: control.filter(|c| !c.is_empty()).map(str::to_owned),
             audio,
+            backchannel: backchannel::required(req).unwrap_or(false),
             base: base.to_string(),
         })
     }
@@ -321,6 +337,7 @@ impl ServerSession {
             return true;
         }
         if self.lease.take().is_some() {
+            self.talking = false;
             self.actions.push_back(Action::Release);
         }
         self.actions.push_back(Action::Join {
@@ -330,7 +347,6 @@ impl ServerSession {
     }
 
     fn describe(&mut self, cseq: u32, req: &Request) {
-        // Issue 17: a `Require: www.onvif.org/ver20/backchannel` DESCRIBE adds a sendonly track here.
         let t = match self.resolve(req) {
             Ok(t) => t,
             Err(r) => return self.respond(cseq, r),
@@ -350,7 +366,11 @@ impl ServerSession {
         let Some(lease) = self.lease.as_ref() else {
             return self.respond(cseq, Response::new(500).text("lost the stream lease"));
         };
-        let body = lease.desc.sdp(sdp_id, &t.panel, t.audio);
+        let mut body = lease.desc.sdp(sdp_id, &t.panel, t.audio);
+        if t.backchannel {
+            body.push_str(&super::sdp::backchannel_section());
+            self.backchannel_offered = true;
+        }
         let r = Response::new(200)
             .header("Content-Base", t.base.clone())
             .body("application/sdp", body);
@@ -362,7 +382,10 @@ impl ServerSession {
             Ok(t) => t,
             Err(r) => return self.respond(cseq, r),
         };
-        let Some(kind) = t.control.as_deref().and_then(TrackKind::from_control) else {
+        let kind = t.control.as_deref().and_then(TrackKind::from_control);
+        // The backchannel exists for clients that asked for it (DESCRIBE or this SETUP).
+        let offered = self.backchannel_offered || t.backchannel;
+        let Some(kind) = kind.filter(|k| *k != TrackKind::Backchannel || offered) else {
             let msg = format!(
                 "no track {:?}; SETUP {} or {}",
                 t.control,
@@ -390,6 +413,18 @@ impl ServerSession {
         if kind == TrackKind::Audio && !has_audio {
             return self.respond(cseq, Response::new(404).text("this stream has no audio"));
         }
+        if kind == TrackKind::Backchannel && !self.talking {
+            let Some(panel) = self.lease.as_ref().map(|l| l.panel.clone()) else {
+                return self.respond(cseq, Response::new(500).text("lost the stream lease"));
+            };
+            self.actions.push_back(Action::Talk { panel });
+            self.awaiting = Some((cseq, Awaiting::Talk(client)));
+            return;
+        }
+        self.setup_transport(cseq, kind, client);
+    }
+
+    fn setup_transport(&mut self, cseq: u32, kind: TrackKind, client: ClientTransport) {
         match client {
             ClientTransport::Interleaved { channels } => {
                 let (rtp, rtcp) = channels.unwrap_or(kind.default_channels());
@@ -427,6 +462,7 @@ impl ServerSession {
             payload_type: match kind {
                 TrackKind::Video => super::sdp::VIDEO_PT,
                 TrackKind::Audio => super::sdp::AUDIO_PT,
+                TrackKind::Backchannel => 0,
             },
             clock,
         };
@@ -505,6 +541,7 @@ impl ServerSession {
     fn teardown(&mut self, cseq: u32) {
         let had_session = self.session.take().is_some();
         let had_lease = self.lease.take().is_some();
+        self.talking = false;
         if !(had_session || had_lease) {
             return self.respond(cseq, Response::new(454));
         }
@@ -542,6 +579,13 @@ impl ServerSession {
                 self.respond(cseq, Response::new(461).text(&format!("{reason}; use TCP")));
             }
             (Awaiting::Play(base), Input::Playing(infos)) => self.play_started(cseq, &base, &infos),
+            (Awaiting::Talk(client), Input::Talking) => {
+                self.talking = true;
+                self.setup_transport(cseq, TrackKind::Backchannel, client);
+            }
+            (Awaiting::Talk(_), Input::TalkFailed { status, reason }) => {
+                self.respond(cseq, Response::new(status).text(&reason));
+            }
             (_, other) => {
                 let msg = format!("unexpected completion {other:?}");
                 self.respond(cseq, Response::new(500).text(&msg));

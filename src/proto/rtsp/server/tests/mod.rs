@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+mod backchannel;
 mod clients;
 mod states;
 
@@ -44,6 +45,7 @@ pub(super) fn admin() -> Secrets {
 pub(super) struct Log {
     pub(super) statuses: Vec<(String, u16)>,
     pub(super) joins: Vec<String>,
+    pub(super) talks: Vec<String>,
     pub(super) releases: usize,
     pub(super) tracks: Vec<(TrackKind, TrackSink)>,
     pub(super) plays: usize,
@@ -59,6 +61,8 @@ pub(super) struct Harness {
     pub(super) audio: bool,
     pub(super) join_fails: bool,
     pub(super) udp_fails: bool,
+    /// Someone else holds the panel's talk: a backchannel SETUP gets 453.
+    pub(super) talk_busy: bool,
     params: Vec<(TrackKind, RtpParams)>,
     method: String,
 }
@@ -73,6 +77,7 @@ impl Harness {
             audio: true,
             join_fails: false,
             udp_fails: false,
+            talk_busy: false,
             params: Vec::new(),
             method: String::new(),
         }
@@ -104,6 +109,17 @@ impl Harness {
                     self.log.releases += 1;
                     self.params.clear();
                     None
+                }
+                Action::Talk { panel } => {
+                    self.log.talks.push(panel);
+                    Some(if self.talk_busy {
+                        Input::TalkFailed {
+                            status: 453,
+                            reason: "someone else is talking".into(),
+                        }
+                    } else {
+                        Input::Talking
+                    })
                 }
                 Action::BindUdp { .. } => Some(if self.udp_fails {
                     Input::UdpFailed {
