@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what c300x-bridge needs to build, test and run on Debian 12 (idempotent, non-interactive).
 # Build: FFmpeg 5.1 dev libraries + clang (bindgen). Tests: ffmpeg/ffprobe, mosquitto, Python venv
-# (real Home Assistant), Chromium + Node (hls.js page), GStreamer (rtspsrc; python3-gst for the
+# and debootstrap (real Home Assistant: 2024.3 in a venv, 2026.2 in a Debian 13 chroot), Chromium + Node (hls.js page), GStreamer (rtspsrc; python3-gst for the
 # ONVIF backchannel client tests/gst/backchannel.py), podman (add-on image);
 # the add-on image's static codecs and the aarch64 cross build: nasm, gcc-aarch64-linux-gnu,
 # qemu-user-static and the Rust target aarch64-unknown-linux-gnu (addon/test-image.sh, test-arm64.sh).
@@ -10,7 +10,7 @@ set -euo pipefail
 packages=(
   pkg-config clang libclang-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
-  ffmpeg mosquitto mosquitto-clients python3-venv
+  ffmpeg mosquitto mosquitto-clients python3-venv debootstrap
   chromium chromium-driver
   podman runc curl
   nasm make xz-utils dpkg-dev binutils gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
