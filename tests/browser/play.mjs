@@ -1,10 +1,8 @@
 // Opens the bridge's status page in Debian's headless Chromium, clicks "Watch live" on the first
 // panel and waits until its <video> has played past 2 s. Prints one JSON line with what it saw;
 // exits non-zero on failure. Usage: node play.mjs <page url> <screenshot.png> [timeout ms]
-import { chromium } from "playwright-core";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
+import { launch, newProfile } from "./launch.mjs";
 
 const [url, shot, timeoutArg] = process.argv.slice(2);
 if (!url || !shot) {
@@ -12,22 +10,12 @@ if (!url || !shot) {
   process.exit(2);
 }
 const timeout = Number(timeoutArg || 45000);
-const profile = mkdtempSync(join(tmpdir(), "c300x-chromium-"));
+const profile = newProfile();
 const started = Date.now();
 let context;
 let code = 0;
 try {
-  // A fresh profile each run; Playwright passes it to Chromium as --user-data-dir.
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    viewport: { width: 1000, height: 800 },
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      "--autoplay-policy=no-user-gesture-required",
-    ],
-  });
+  context = await launch(profile, { width: 1000, height: 800 });
   const page = context.pages()[0] || (await context.newPage());
   const logs = [];
   page.on("console", (m) => logs.push(`${m.type()}: ${m.text()}`));

@@ -2,10 +2,9 @@
 // 1280×900 (camera left, controls and rings right) and 390×844 (a phone: one column), then
 // "Stop" and the state pill's text. Prints one JSON line with what it measured; the PNGs go to
 // <out dir> (kept as CI artifacts). Usage: node screens.mjs <page url> <out dir> [timeout ms]
-import { chromium } from "playwright-core";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
+import { launch, newProfile } from "./launch.mjs";
 
 const [url, out, timeoutArg] = process.argv.slice(2);
 if (!url || !out) {
@@ -13,7 +12,7 @@ if (!url || !out) {
   process.exit(2);
 }
 const timeout = Number(timeoutArg || 45000);
-const profile = mkdtempSync(join(tmpdir(), "c300x-chromium-"));
+const profile = newProfile();
 const result = { shots: [], logs: [] };
 let context;
 let code = 0;
@@ -39,16 +38,7 @@ async function layout(page) {
 }
 
 try {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    viewport: { width: 1280, height: 900 },
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      "--autoplay-policy=no-user-gesture-required",
-    ],
-  });
+  context = await launch(profile, { width: 1280, height: 900 });
   const page = context.pages()[0] || (await context.newPage());
   page.on("console", (m) => result.logs.push(`${m.type()}: ${m.text()}`));
   await page.goto(url, { waitUntil: "load" });

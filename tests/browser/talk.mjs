@@ -4,10 +4,8 @@
 // is open: microphone, worklet and handshake take part of the hold). Prints one JSON
 // line with what the page showed; exits non-zero on failure.
 // Usage: node talk.mjs <page url> <wav> <hold ms> [timeout ms]
-import { chromium } from "playwright-core";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
+import { launch, newProfile } from "./launch.mjs";
 
 const [url, wav, holdArg, timeoutArg] = process.argv.slice(2);
 if (!url || !wav || !holdArg) {
@@ -16,23 +14,15 @@ if (!url || !wav || !holdArg) {
 }
 const hold = Number(holdArg);
 const timeout = Number(timeoutArg || 30000);
-const profile = mkdtempSync(join(tmpdir(), "c300x-chromium-"));
+const profile = newProfile();
 let context;
 let code = 0;
 const out = {};
 try {
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    viewport: { width: 1000, height: 800 },
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      "--autoplay-policy=no-user-gesture-required",
-      "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-      `--use-file-for-fake-audio-capture=${wav}`,
-    ],
-  });
+  context = await launch(profile, { width: 1000, height: 800 }, [
+    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+    `--use-file-for-fake-audio-capture=${wav}`,
+  ]);
   const page = context.pages()[0] || (await context.newPage());
   const logs = [];
   page.on("console", (m) => logs.push(`${m.type()}: ${m.text()}`));

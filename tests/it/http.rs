@@ -7,6 +7,8 @@ mod clients;
 mod router;
 mod talk;
 
+pub(crate) use clients::browser_ready;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -12,24 +12,11 @@ use c300x_bridge::homeassistant::{CameraWatch, SetupState};
 use c300x_bridge::servers::http::{DemoHooks, run};
 use tokio::net::TcpListener;
 
-use crate::http::rig_with;
+use crate::http::{browser_ready, rig_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn screenshots_show_the_ringing_alert_at_desktop_and_phone_sizes() {
-    assert!(
-        Path::new("/usr/bin/chromium").exists(),
-        "Debian's chromium is needed: scripts/setup-debian.sh installs it"
-    );
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    if !dir.join("node_modules/playwright-core").exists() {
-        let status = tokio::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .await
-            .expect("npm runs");
-        assert!(status.success(), "npm ci in tests/browser");
-    }
+    let dir = browser_ready().await;
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).expect("artifact dir");
 

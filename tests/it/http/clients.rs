@@ -374,17 +374,14 @@ async fn hls_ffprobe_sees_h264_400x288_and_aac_with_ll_hls_blocking_reload() {
     rig.stop.cancel();
 }
 
-pub(super) fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_plays_the_status_page_live_view() {
+/// tests/browser with its node modules installed (`npm ci` once), after checking that Debian's
+/// Chromium is there: the folder the browser tests run their scripts in.
+pub(crate) async fn browser_ready() -> PathBuf {
     assert!(
         Path::new("/usr/bin/chromium").exists(),
         "Debian's chromium is needed: scripts/setup-debian.sh installs it"
     );
-    let dir = browser_dir();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     if !dir.join("node_modules/playwright-core").exists() {
         let status = tokio::process::Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
@@ -394,6 +391,12 @@ async fn chromium_plays_the_status_page_live_view() {
             .expect("npm runs");
         assert!(status.success(), "npm ci in tests/browser");
     }
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_plays_the_status_page_live_view() {
+    let dir = browser_ready().await;
     let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).expect("artifact dir");
     let shot = artifacts.join("status-page-live.png");

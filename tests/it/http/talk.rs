@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use super::clients::{browser_dir, serve};
+use super::clients::{browser_ready, serve};
 use super::{eventually, rig};
 
 const T: Duration = Duration::from_secs(15);
@@ -162,20 +162,7 @@ fn speech_like_wav(path: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_holds_the_talk_button_for_3_s() {
-    assert!(
-        Path::new("/usr/bin/chromium").exists(),
-        "Debian's chromium is needed: scripts/setup-debian.sh installs it"
-    );
-    let dir = browser_dir();
-    if !dir.join("node_modules/playwright-core").exists() {
-        let status = tokio::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .await
-            .expect("npm runs");
-        assert!(status.success(), "npm ci in tests/browser");
-    }
+    let dir = browser_ready().await;
     let tmp = tempfile::tempdir().expect("tmp");
     let wav = tmp.path().join("voice.wav");
     speech_like_wav(&wav);
@@ -211,8 +198,24 @@ async fn chromium_holds_the_talk_button_for_3_s() {
     .await;
     let after = heard(&rig.sim, &call_id);
     eprintln!("Chromium push-to-talk: the unit heard {after:?}");
-    assert!(after.voiced_ms >= 2_500, "voiced {} ms", after.voiced_ms);
-    assert!(after.voiced_ms <= 3_300, "voiced {} ms", after.voiced_ms);
+    // What was spoken while the page said "Talking…" reaches the unit (the microphone, worklet
+    // and WebSocket handshake take the start of the hold: 184–321 ms on an idle machine, so a
+    // 3 s hold gives 2.6–2.9 s voiced there; a loaded machine takes longer to open, and its
+    // starved browser loses some frames: three quarters of the talking time is the floor).
+    let ms = |k: &str| seen[k].as_u64().unwrap_or_else(|| panic!("{k} in {seen}"));
+    let (held, open) = (ms("held_ms"), ms("open_ms"));
+    eprintln!("Chromium push-to-talk: held {held} ms, talking after {open} ms");
+    assert!(
+        after.voiced_ms * 4 >= held.saturating_sub(open) * 3,
+        "voiced {} ms of {} ms talking",
+        after.voiced_ms,
+        held.saturating_sub(open)
+    );
+    assert!(
+        after.voiced_ms <= held + 300,
+        "voiced {} ms",
+        after.voiced_ms
+    );
     assert_eq!(
         after.voiced_frames, h.voiced_frames,
         "silence after the release"
