@@ -400,7 +400,12 @@ async def main():
     ap.add_argument("--cold", type=int, default=20)
     ap.add_argument("--joins", type=int, default=10)
     ap.add_argument("--rings", type=int, default=100)
+    ap.add_argument("--profile", type=int, metavar="N", default=None,
+                    help="only profile the bridge with N readers (perf record, Debian's linux-perf)")
     a = ap.parse_args()
+    if a.profile is not None:
+        await profile(a)
+        return
     ns = [int(x) for x in a.readers.split(",")]
     log_dir = tempfile.mkdtemp(prefix="c300x-bench-logs-")
     procs = Procs(log_dir)
@@ -465,6 +470,37 @@ async def main():
     with open(a.out, "w") as f:
         json.dump(result, f, indent=1, default=str)
     print_table(result)
+
+
+async def profile(a):
+    """`perf record` of the bridge with N readers for --seconds; the report goes to stdout."""
+    log_dir = tempfile.mkdtemp(prefix="c300x-bench-logs-")
+    procs = Procs(log_dir)
+    try:
+        sim, bridge, url, _ = start_pair(procs, a.bin, "profile", 3600)
+        keep = Reader(url).start()
+        await wait_idr([keep], 20)
+        await keep.stop()
+        readers = [Reader(url).start() for _ in range(a.profile)]
+        if readers:
+            await wait_idr(readers, 30)
+        await asyncio.sleep(2)
+        data = os.path.join(os.path.dirname(a.out), f"perf-{a.profile}.data")
+        c0 = cpu_seconds(bridge.pid)
+        rec = await asyncio.create_subprocess_exec(
+            "perf", "record", "-F", "499", "-g", "-o", data, "-p", str(bridge.pid), "--",
+            "sleep", str(a.seconds), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        await rec.wait()
+        cpu = (cpu_seconds(bridge.pid) - c0) / a.seconds * 100
+        for r in readers:
+            await r.stop()
+    finally:
+        procs.stop_all()
+    print(f"bridge with {a.profile} readers: {cpu:.2f} % CPU while recorded; {data}")
+    report = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort",
+                             "dso,symbol", "--percent-limit", "1.5", "-g", "none"],
+                            capture_output=True, text=True)
+    print("\n".join(l for l in report.stdout.splitlines() if l and not l.startswith("#")))
 
 
 def print_table(r):
