@@ -247,6 +247,8 @@ def start_pair(procs, binary, name, linger, extra_sim=(), extra_set=()):
     rtp = 40000 + (rtp % 10000) // 2 * 2
     sets = {"intercom_sip_port": sip, "rtsp_port": rtsp, "http_port": http,
             "rtp_port_min": rtp, "rtp_port_max": rtp + 99, "linger_seconds": linger,
+            # One call for the whole run (the default restarts it every 5 minutes).
+            "max_call_seconds": 86400,
             "max_connections": 1000, "max_connections_per_ip": 1000,
             "data_dir": tempfile.mkdtemp(prefix="c300x-bench-"), "log_level": "warn"}
     sets.update(dict(extra_set))
@@ -406,40 +408,41 @@ async def main():
     if a.profile is not None:
         await profile(a)
         return
-    ns = [int(x) for x in a.readers.split(",")]
+    ns = [int(x) for x in a.readers.split(",") if x.strip()]  # none: only the latency phases
     log_dir = tempfile.mkdtemp(prefix="c300x-bench-logs-")
     procs = Procs(log_dir)
     result = {"machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())},
               "settings": vars(a), "logs": log_dir}
     try:
-        sim, bridge, url, _ = start_pair(procs, a.bin, "load", 3600)
-        gport = free_port()
-        gst = procs.start("gst", ["/usr/bin/python3", a.gst, a.clip, str(gport)])
-        wait_port(gport)
-        gurl = f"rtsp://127.0.0.1:{gport}/doorbell"
-        points = {("bridge", n): [] for n in ns} | {("gstreamer", n): [] for n in ns}
-        for rep in range(a.repeats):
+        if ns:
+            sim, bridge, url, _ = start_pair(procs, a.bin, "load", 3600)
+            gport = free_port()
+            gst = procs.start("gst", ["/usr/bin/python3", a.gst, a.clip, str(gport)])
+            wait_port(gport)
+            gurl = f"rtsp://127.0.0.1:{gport}/doorbell"
+            points = {("bridge", n): [] for n in ns} | {("gstreamer", n): [] for n in ns}
+            for rep in range(a.repeats):
+                for n in ns:
+                    for name, pid, u in (("bridge", bridge.pid, url), ("gstreamer", gst.pid, gurl)):
+                        p = await load_point(pid, u, n, a.seconds, name == "bridge")
+                        points[(name, n)].append(p)
+                        print(f"repeat {rep + 1} {name:9} N={n:3}: {p['cpu']:.2f} % CPU, {p['rss']:.1f} MB, "
+                              f"{p['served']} served", file=sys.stderr, flush=True)
+            load = {}
             for n in ns:
-                for name, pid, u in (("bridge", bridge.pid, url), ("gstreamer", gst.pid, gurl)):
-                    p = await load_point(pid, u, n, a.seconds, name == "bridge")
-                    points[(name, n)].append(p)
-                    print(f"repeat {rep + 1} {name:9} N={n:3}: {p['cpu']:.2f} % CPU, {p['rss']:.1f} MB, "
-                          f"{p['served']} served", file=sys.stderr, flush=True)
-        load = {}
-        for n in ns:
-            row = {}
-            for name in ("bridge", "gstreamer"):
-                ps = points[(name, n)]
-                row[name] = {"cpu_pct": summary([p["cpu"] for p in ps]),
-                             "rss_mb": summary([p["rss"] for p in ps]),
-                             "served_min": min(p["served"] for p in ps)}
-            g = row["gstreamer"]["cpu_pct"]["median"]
-            row["cpu_ratio"] = row["bridge"]["cpu_pct"]["median"] / g if g > 0 else None
-            load[str(n)] = row
-        result["load"] = load
-        result["join_ms"] = {"bridge": await joins(url, a.joins), "gstreamer": await joins(gurl, a.joins)}
-        for p in (gst, bridge, sim):
-            procs.stop(p)
+                row = {}
+                for name in ("bridge", "gstreamer"):
+                    ps = points[(name, n)]
+                    row[name] = {"cpu_pct": summary([p["cpu"] for p in ps]),
+                                 "rss_mb": summary([p["rss"] for p in ps]),
+                                 "served_min": min(p["served"] for p in ps)}
+                g = row["gstreamer"]["cpu_pct"]["median"]
+                row["cpu_ratio"] = row["bridge"]["cpu_pct"]["median"] / g if g > 0 else None
+                load[str(n)] = row
+            result["load"] = load
+            result["join_ms"] = {"bridge": await joins(url, a.joins), "gstreamer": await joins(gurl, a.joins)}
+            for p in (gst, bridge, sim):
+                procs.stop(p)
 
         sim, bridge, url, http = start_pair(procs, a.bin, "cold", 1)
         cold = await cold_starts(url, a.cold, 1)
@@ -488,7 +491,7 @@ async def profile(a):
         data = os.path.join(os.path.dirname(a.out), f"perf-{a.profile}.data")
         c0 = cpu_seconds(bridge.pid)
         rec = await asyncio.create_subprocess_exec(
-            "perf", "record", "-F", "499", "-g", "-o", data, "-p", str(bridge.pid), "--",
+            "perf", "record", "-F", "2999", "-g", "-o", data, "-p", str(bridge.pid), "--",
             "sleep", str(a.seconds), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         await rec.wait()
         cpu = (cpu_seconds(bridge.pid) - c0) / a.seconds * 100
@@ -507,6 +510,12 @@ def print_table(r):
     print(f"machine: {r['machine']['cpus']} CPUs, {r['machine']['uname']}")
     s = r["settings"]
     print(f"{s['seconds']:g} s per point, {s['repeats']} repeats interleaved; median (min–max)\n")
+    if "load" in r:
+        print_load(r)
+    print_latencies(r)
+
+
+def print_load(r):
     print("| readers | bridge CPU % | GStreamer CPU % | bridge/GStreamer | bridge max RSS MB | GStreamer max RSS MB | served (bridge/GStreamer) |")
     print("|---|---|---|---|---|---|---|")
     for n, row in r["load"].items():
@@ -519,6 +528,9 @@ def print_table(r):
         v = j[name]
         if v:
             print(f"join (PLAY → first IDR), {name}: median {statistics.median(v):.1f} ms, max {max(v):.1f} ms ({len(v)} joins)")
+
+
+def print_latencies(r):
     c = r["cold_start_ms"]
     if c["median"] is not None:
         print(f"cold start (DESCRIBE → first IDR − {ANSWER_DELAY_MS} ms answer delay): median {c['median']:.0f} ms, "
