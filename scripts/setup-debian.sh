@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what c300x-bridge needs to build, test and run on Debian 12 (idempotent, non-interactive).
 # Build: FFmpeg 5.1 dev libraries + clang (bindgen). Tests: ffmpeg/ffprobe, mosquitto, Python venv
-# and debootstrap (real Home Assistant: 2024.3 in a venv, 2026.2 in a Debian 13 chroot), Chromium + Node (hls.js page), GStreamer (rtspsrc; python3-gst for the
-# ONVIF backchannel client tests/gst/backchannel.py), podman (add-on image);
+# and debootstrap (real Home Assistant: 2024.3 in a venv, 2026.2 in a Debian 13 chroot), Chromium
+# + Node (hls.js page), GStreamer (rtspsrc; python3-gst for the ONVIF backchannel client
+# tests/gst/backchannel.py; gst-rtsp-server from Python: the benchmark's reference), podman (add-on image);
 # the add-on image's static codecs and the aarch64 cross build: nasm, gcc-aarch64-linux-gnu,
 # qemu-user-static and the Rust target aarch64-unknown-linux-gnu (addon/test-image.sh, test-arm64.sh).
 set -euo pipefail
@@ -15,7 +16,7 @@ packages=(
   podman runc curl
   nasm make xz-utils dpkg-dev binutils gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
   gstreamer1.0-tools gstreamer1.0-rtsp gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav
-  python3-gst-1.0
+  gir1.2-gst-rtsp-server-1.0 python3-gst-1.0
 )
 
 sudo_cmd=()

@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use c300x_bridge::intercom::media::{
@@ -29,6 +30,7 @@ struct Call {
     sim: Option<MediaSession>,
     end: oneshot::Receiver<MediaEnd>,
     stats: Arc<SimStats>,
+    faults: Arc<Faults>,
 }
 
 struct Keys {
@@ -52,6 +54,15 @@ impl Keys {
 /// Binds our sockets from a pool, starts the simulator toward them, then our media.
 /// `rx_audio_key` overrides the key we decrypt the simulator's audio with.
 async fn start_call(no_rtp_timeout: Duration, rx_audio_key: Option<SdesKey>, queue: usize) -> Call {
+    start_call_with(no_rtp_timeout, rx_audio_key, queue, Faults::default()).await
+}
+
+async fn start_call_with(
+    no_rtp_timeout: Duration,
+    rx_audio_key: Option<SdesKey>,
+    queue: usize,
+    faults: Faults,
+) -> Call {
     let (min, max) = free_range(4);
     let pool = PortPool::new(min, max);
     let sockets = CallSockets::bind(LOCALHOST, &pool).expect("bind call sockets");
@@ -86,13 +97,15 @@ async fn start_call(no_rtp_timeout: Duration, rx_audio_key: Option<SdesKey>, que
     let (tx, packets) = mpsc::channel(queue);
     let media = CallMedia::start(sockets, remote, tx).expect("start call media");
     let stats = Arc::new(SimStats::default());
-    let (sim, end) = MediaSession::start(bound, plan, stats.clone(), Arc::new(Faults::default()));
+    let faults = Arc::new(faults);
+    let (sim, end) = MediaSession::start(bound, plan, stats.clone(), faults.clone());
     Call {
         media: Some(media),
         packets,
         sim: Some(sim),
         end,
         stats,
+        faults,
     }
 }
 
@@ -160,7 +173,13 @@ async fn h264_and_speex_arrive_decrypted_in_order() {
         })
         .await;
     assert!(has_types(&got, &[7, 8, 5]), "SPS, PPS and IDR within 5 s");
-    println!("SPS+PPS+IDR and audio after {:?}", started.elapsed());
+    let first_idr = started.elapsed();
+    println!("SPS+PPS+IDR and audio after {first_idr:?}");
+    // The call's own first IDR came within the grace: no PLI (which made the encoder restart
+    // with a second IDR right behind the first).
+    if first_idr < Duration::from_millis(300) {
+        assert_eq!(SimStats::get(&call.stats.plis_received), 0, "no PLI needed");
+    }
     let audio: Vec<_> = got.iter().filter(|p| p.kind == MediaKind::Audio).collect();
     let video: Vec<_> = got.iter().filter(|p| p.kind == MediaKind::Video).collect();
     assert!(audio.len() > 10, "audio packets: {}", audio.len());
@@ -182,18 +201,28 @@ async fn h264_and_speex_arrive_decrypted_in_order() {
 }
 
 #[tokio::test]
-async fn pli_at_start_and_on_request_brings_an_idr() {
-    let mut call = start_call(Duration::from_secs(30), None, 1024).await;
-    // The PLI at start reaches the simulator at once.
-    let deadline = Instant::now() + Duration::from_secs(1);
+async fn pli_when_no_keyframe_came_in_time_and_on_request_brings_an_idr() {
+    // The unit sends nothing at first: after the grace for the first keyframe (400 ms) the
+    // bridge asks for one, and again every 500 ms while none comes.
+    let stopped = Faults::default();
+    stopped.media_stopped.store(true, Ordering::SeqCst);
+    let mut call = start_call_with(Duration::from_secs(30), None, 1024, stopped).await;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(2);
     while SimStats::get(&call.stats.plis_received) == 0 {
-        assert!(Instant::now() < deadline, "no PLI within 1 s");
+        assert!(Instant::now() < deadline, "no PLI within 2 s");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert!(
+        started.elapsed() >= Duration::from_millis(350),
+        "the first PLI waits for the grace: {:?}",
+        started.elapsed()
+    );
+    call.faults.media_stopped.store(false, Ordering::SeqCst);
     let first = call
         .collect(Duration::from_secs(3), |g| has_types(g, &[5]))
         .await;
-    assert!(has_types(&first, &[5]), "IDR after the start PLI");
+    assert!(has_types(&first, &[5]), "IDR after the PLI");
     // Once the IDR arrived, the PLI repeat stops (no PLI storm).
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let plis_before = SimStats::get(&call.stats.plis_received);

@@ -17,6 +17,7 @@ mod intercom_sip;
 mod lifecycle;
 mod malformed_sip;
 mod mqtt;
+mod nvr;
 mod rig;
 mod ring_preview;
 mod rtsp;

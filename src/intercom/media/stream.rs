@@ -35,6 +35,10 @@ const MAX_CATCH_UP: u32 = 5;
 const SPEEX_SILENCE: [u8; 1] = [0x00];
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 const PLI_REPEAT: Duration = Duration::from_millis(500);
+/// How long a new call's video may take to bring its first keyframe before we ask for one. The
+/// unit (and the simulator) start a call with an IDR; a PLI sent at once on top of it restarted
+/// the encoder: two IDRs back to back, the second one late, in most calls.
+const FIRST_KEYFRAME_GRACE: Duration = Duration::from_millis(400);
 const AUDIO_CLOCK: u32 = 8_000;
 const VIDEO_CLOCK: u32 = 90_000;
 /// SDES CNAME in our compound RTCP (RFC 3550 §6.1 wants one in every compound packet).
@@ -101,7 +105,7 @@ impl StreamTask {
             MediaKind::Audio => AUDIO_CLOCK,
             MediaKind::Video => VIDEO_CLOCK,
         };
-        let next_pli = (p.kind == MediaKind::Video).then(Instant::now);
+        let next_pli = (p.kind == MediaKind::Video).then(|| Instant::now() + FIRST_KEYFRAME_GRACE);
         Self {
             p,
             shared,

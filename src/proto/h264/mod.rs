@@ -2,10 +2,12 @@
 //! SPS facts in `sps`; the loss-aware depacketizer (bridge side) in `depacketizer`.
 
 pub mod depacketizer;
+pub mod leadin;
 pub mod packetizer;
 pub mod sps;
 
 pub use depacketizer::{AccessUnit, Depacketizer, DepacketizerStats, Limits};
+pub use leadin::lead_in;
 pub use packetizer::{Packetizer, RtpPayload, split_annexb};
 pub use sps::SpsInfo;
 

@@ -13,7 +13,7 @@ use tokio::net::UdpSocket;
 use super::udp::UdpPair;
 use crate::media::hub::{Frame, StreamInfo, Viewer};
 use crate::proto::aac::rfc3640_payload;
-use crate::proto::h264::Packetizer;
+use crate::proto::h264::{NAL_PPS, NAL_SPS, Packetizer, lead_in, nal_type};
 use crate::proto::rtp::RtpHeader;
 use crate::proto::rtp::rtcp::{ntp_timestamp, sender_report};
 use crate::proto::rtsp::response::write_interleaved;
@@ -154,6 +154,9 @@ pub(super) struct Playout {
     pub playing: bool,
     /// After PLAY (and PAUSE), frames wait for the next keyframe so decoders can start.
     pub need_keyframe: bool,
+    /// The next keyframe is this reader's first (after PLAY or PAUSE): a lead-in goes first
+    /// (`proto::h264::leadin`: FFmpeg's parser loses the first picture's timestamp).
+    lead_in_due: bool,
     packetizer: Packetizer,
 }
 
@@ -165,6 +168,7 @@ impl Playout {
             audio: None,
             playing: false,
             need_keyframe: true,
+            lead_in_due: true,
             packetizer: Packetizer::new(mtu.saturating_sub(12)),
         }
     }
@@ -237,6 +241,7 @@ impl Playout {
     pub fn pause(&mut self) {
         self.playing = false;
         self.need_keyframe = true;
+        self.lead_in_due = true;
     }
     /// Drains what is queued and keeps the frames from the newest keyframe on, so PLAY starts
     /// with a decodable picture and no stale backlog.
@@ -277,6 +282,18 @@ impl Playout {
                         return;
                     }
                     self.need_keyframe = false;
+                }
+                if v.au.keyframe && std::mem::take(&mut self.lead_in_due) {
+                    let nal_of = |t: u8| v.au.nals.iter().find(|n| nal_type(n) == t);
+                    let lead = match (nal_of(NAL_SPS), nal_of(NAL_PPS)) {
+                        (Some(sps), Some(pps)) => lead_in(sps, pps),
+                        _ => lead_in(&self.viewer.info.sps, &self.viewer.info.pps),
+                    };
+                    if let Some(nal) = lead {
+                        // One tick before the keyframe: a picture of its own to FFmpeg.
+                        let packet = track.rtp.packet(v.pts.saturating_sub(1), true, &nal);
+                        out.push(&track.sink, false, packet);
+                    }
                 }
                 for p in self.packetizer.packetize(&v.au.nals) {
                     let packet = track.rtp.packet(v.pts, p.marker, &p.data);
