@@ -444,24 +444,25 @@ async def main():
             for p in (gst, bridge, sim):
                 procs.stop(p)
 
-        sim, bridge, url, http = start_pair(procs, a.bin, "cold", 1)
-        cold = await cold_starts(url, a.cold, 1)
-        result["cold_start_ms"] = {"values": cold, "median": statistics.median(cold) if cold else None,
-                                   "p95": pct(cold, 95) if cold else None}
-        await asyncio.sleep(3)
-        cpu, rss = await measure(bridge.pid, min(a.seconds, 10))
-        result["idle_after_calls"] = {"calls": a.cold, "cpu_pct": cpu, "rss_mb": rss}
-        result["hls_cold"] = [await hls_cold(http, 1) for _ in range(3)]
-        keep = Reader(url).start()
-        await wait_idr([keep], 20)
-        base_cpu, _ = await measure(bridge.pid, min(a.seconds, 10))
-        with_mjpeg, _ = await mjpeg_cost(bridge.pid, http, min(a.seconds, 10))
-        await keep.stop()
-        result["mjpeg_viewer"] = {"cpu_pct_with_one_rtsp_reader": base_cpu,
-                                  "cpu_pct_plus_one_mjpeg_viewer": with_mjpeg,
-                                  "cost_pct": with_mjpeg - base_cpu}
-        for p in (bridge, sim):
-            procs.stop(p)
+        if a.cold > 0:  # 0: the load phase alone
+            sim, bridge, url, http = start_pair(procs, a.bin, "cold", 1)
+            cold = await cold_starts(url, a.cold, 1)
+            result["cold_start_ms"] = {"values": cold, "median": statistics.median(cold) if cold else None,
+                                       "p95": pct(cold, 95) if cold else None}
+            await asyncio.sleep(3)
+            cpu, rss = await measure(bridge.pid, min(a.seconds, 10))
+            result["idle_after_calls"] = {"calls": a.cold, "cpu_pct": cpu, "rss_mb": rss}
+            result["hls_cold"] = [await hls_cold(http, 1) for _ in range(3)]
+            keep = Reader(url).start()
+            await wait_idr([keep], 20)
+            base_cpu, _ = await measure(bridge.pid, min(a.seconds, 10))
+            with_mjpeg, _ = await mjpeg_cost(bridge.pid, http, min(a.seconds, 10))
+            await keep.stop()
+            result["mjpeg_viewer"] = {"cpu_pct_with_one_rtsp_reader": base_cpu,
+                                      "cpu_pct_plus_one_mjpeg_viewer": with_mjpeg,
+                                      "cost_pct": with_mjpeg - base_cpu}
+            for p in (bridge, sim):
+                procs.stop(p)
 
         if shutil.which("mosquitto") and a.rings > 0:
             lat = await ring_to_mqtt(a.bin, procs, a.rings, log_dir)
@@ -512,7 +513,8 @@ def print_table(r):
     print(f"{s['seconds']:g} s per point, {s['repeats']} repeats interleaved; median (min–max)\n")
     if "load" in r:
         print_load(r)
-    print_latencies(r)
+    if "cold_start_ms" in r:
+        print_latencies(r)
 
 
 def print_load(r):

@@ -100,6 +100,13 @@ pub(super) async fn serve(
     tracing::debug!(%peer, "RTSP connection");
     let mut buf = BytesMut::with_capacity(4096);
     let mut tick = tokio::time::interval(TICK);
+    // Made once, not per wake-up (a wake per frame per viewer: re-registering a timer and two
+    // cancellation waiters every time showed in the profile at 100 readers, BENCHMARKS.md).
+    let stop = conn.shutdown.clone().cancelled_owned();
+    let evicted = permit.evicted().clone().cancelled_owned();
+    let session_timer = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(stop, evicted, session_timer);
+    let mut armed: Option<tokio::time::Instant> = None;
     let result: Result<&'static str, ConnError> = async {
         loop {
             if let Some(reason) = conn.run_actions().await? {
@@ -146,18 +153,21 @@ pub(super) async fn serve(
                         None => std::future::pending().await,
                     }
                 };
-                let timeout = async {
-                    match deadline {
-                        Some(d) => tokio::time::sleep_until(d).await,
-                        None => std::future::pending().await,
-                    }
-                };
+                if let Some(d) = deadline
+                    && armed != Some(d)
+                {
+                    session_timer.as_mut().reset(d);
+                    armed = Some(d);
+                }
                 tokio::select! {
-                    _ = conn.shutdown.cancelled() => Ev::Stop,
-                    _ = permit.evicted().cancelled() => Ev::Evicted,
+                    () = &mut stop => Ev::Stop,
+                    () = &mut evicted => Ev::Evicted,
                     r = reader.read_buf(&mut buf) => Ev::Read(r),
                     f = frames => Ev::Frame(f),
-                    _ = timeout => Ev::Timeout,
+                    () = &mut session_timer, if deadline.is_some() => {
+                        armed = None;
+                        Ev::Timeout
+                    }
                     _ = tick.tick() => Ev::Tick,
                     r = talk_rtp => Ev::TalkRtp(r),
                     e = talk_closed => Ev::TalkClosed(e),
