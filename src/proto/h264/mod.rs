@@ -11,6 +11,17 @@ pub use leadin::lead_in;
 pub use packetizer::{Packetizer, RtpPayload, split_annexb};
 pub use sps::SpsInfo;
 
+/// A libx264 Baseline 400x288 SPS and its PPS — the simulator's and the C300X's lo-res stream —
+/// for every test that needs a real parameter set.
+#[cfg(test)]
+pub(crate) mod testdata {
+    pub(crate) const SPS: &[u8] = &[
+        0x67, 0x42, 0xc0, 0x15, 0xd9, 0x01, 0x90, 0x96, 0xc0, 0x44, 0x00, 0x00, 0x03, 0x00, 0x04,
+        0x00, 0x00, 0x03, 0x00, 0x50, 0x3c, 0x58, 0xb9, 0x20,
+    ];
+    pub(crate) const PPS: &[u8] = &[0x68, 0xce, 0x3c, 0x80];
+}
+
 pub const NAL_SLICE: u8 = 1;
 pub const NAL_IDR: u8 = 5;
 pub const NAL_SEI: u8 = 6;

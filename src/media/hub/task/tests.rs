@@ -12,11 +12,7 @@ use crate::intercom::media::{MediaKind, TalkFrame, TalkSink};
 use crate::media::hub::{Frame, HubState, StreamHub, Viewer, ViewerKind};
 use crate::proto::sdp::SpeexVbr;
 
-const SPS: &[u8] = &[
-    0x67, 0x42, 0xc0, 0x15, 0xd9, 0x01, 0x90, 0x96, 0xc0, 0x44, 0x00, 0x00, 0x03, 0x00, 0x04, 0x00,
-    0x00, 0x03, 0x00, 0x50, 0x3c, 0x58, 0xb9, 0x20,
-];
-const PPS: &[u8] = &[0x68, 0xce, 0x3c, 0x80];
+use crate::proto::h264::testdata::{PPS, SPS};
 /// The fake intercom answers after this long.
 const ANSWER: Duration = Duration::from_millis(100);
 
