@@ -7,7 +7,7 @@ mod clients;
 mod router;
 mod talk;
 
-pub(crate) use clients::browser_ready;
+pub(crate) use clients::{browser_ready, browser_script};
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

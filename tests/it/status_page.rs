@@ -12,7 +12,7 @@ use c300x_bridge::homeassistant::{CameraWatch, SetupState};
 use c300x_bridge::servers::http::{DemoHooks, run};
 use tokio::net::TcpListener;
 
-use crate::http::{browser_ready, rig_with};
+use crate::http::{browser_ready, browser_script, rig_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn screenshots_show_the_ringing_alert_at_desktop_and_phone_sizes() {
@@ -41,12 +41,9 @@ async fn screenshots_show_the_ringing_alert_at_desktop_and_phone_sizes() {
         rig.stop.clone(),
     ));
 
-    let node = tokio::process::Command::new("node")
-        .arg(dir.join("screens.mjs"))
-        .arg(format!("http://{addr}/"))
+    let node = browser_script(&dir, "screens.mjs", addr)
         .arg(&artifacts)
         .arg("45000")
-        .kill_on_drop(true)
         .output();
     tokio::pin!(node);
     let mut rings = Vec::new();

@@ -374,6 +374,27 @@ async fn hls_ffprobe_sees_h264_400x288_and_aac_with_ll_hls_blocking_reload() {
     rig.stop.cancel();
 }
 
+/// `node tests/browser/<script> http://<addr>/`, killed with the test; the caller adds the rest.
+pub(crate) fn browser_script(
+    dir: &Path,
+    script: &str,
+    addr: std::net::SocketAddr,
+) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new("node");
+    c.arg(dir.join(script))
+        .arg(format!("http://{addr}/"))
+        .kill_on_drop(true);
+    c
+}
+
+/// Runs a browser script to its end (at most 90 s).
+pub(crate) async fn browser_output(c: &mut tokio::process::Command) -> std::process::Output {
+    tokio::time::timeout(Duration::from_secs(90), c.output())
+        .await
+        .expect("browser in time")
+        .expect("node runs")
+}
+
 /// tests/browser with its node modules installed (`npm ci` once), after checking that Debian's
 /// Chromium is there: the folder the browser tests run their scripts in.
 pub(crate) async fn browser_ready() -> PathBuf {
@@ -403,17 +424,12 @@ async fn chromium_plays_the_status_page_live_view() {
     let rig = rig(None, None).await;
     let addr = serve(rig.state.clone(), rig.stop.clone()).await;
     let t0 = Instant::now();
-    let out = tokio::process::Command::new("node")
-        .arg(dir.join("play.mjs"))
-        .arg(format!("http://{addr}/"))
-        .arg(&shot)
-        .arg("45000")
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(90), out)
-        .await
-        .expect("browser in time")
-        .expect("node runs");
+    let out = browser_output(
+        browser_script(&dir, "play.mjs", addr)
+            .arg(&shot)
+            .arg("45000"),
+    )
+    .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!(
         "chromium after {:?}: {stdout}{}",

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use super::clients::{browser_ready, serve};
+use super::clients::{browser_output, browser_ready, browser_script, serve};
 use super::{eventually, rig};
 
 const T: Duration = Duration::from_secs(15);
@@ -169,17 +169,7 @@ async fn chromium_holds_the_talk_button_for_3_s() {
     let rig = rig(None, None).await;
     let addr = serve(rig.state.clone(), rig.stop.clone()).await;
     let hub = rig.state.hubs[0].clone();
-    let out = tokio::process::Command::new("node")
-        .arg(dir.join("talk.mjs"))
-        .arg(format!("http://{addr}/"))
-        .arg(&wav)
-        .arg("3000")
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(90), out)
-        .await
-        .expect("browser in time")
-        .expect("node runs");
+    let out = browser_output(browser_script(&dir, "talk.mjs", addr).arg(&wav).arg("3000")).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("chromium: {stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "talk.mjs failed");
