@@ -103,6 +103,25 @@ async fn speak(talker: &mut Talker, codec: Codec, seconds: f64) -> usize {
     sent
 }
 
+/// What the unit heard matches `spoken_ms` of talk: at least 90 % of it voiced, and only packets
+/// that carried talk sounded — or the coded silence after it and in a late talker's gaps, where
+/// the decoder rings out a frame; never a keep-alive (libspeex answers one with comfort noise at
+/// the last level, so the panel would hiss). A starved test machine makes gaps, so the upper bound
+/// counts packets, not milliseconds.
+pub fn assert_voiced(what: &str, h: &CallMedia, spoken_ms: u64) {
+    assert!(
+        h.voiced_ms * 100 >= spoken_ms * 90,
+        "{what}: voiced {} ms of {spoken_ms} ms spoken",
+        h.voiced_ms
+    );
+    let carried = h.audio_packets - h.audio_keepalives;
+    assert!(
+        h.voiced_frames <= carried,
+        "{what}: {} voiced frames from {carried} packets that were not keep-alives",
+        h.voiced_frames
+    );
+}
+
 fn heard(rig: &Rig, call_id: &str) -> CallMedia {
     rig.sim
         .stats()
@@ -147,21 +166,7 @@ async fn talk_tone(codec: Codec) {
     let h = heard(&rig, &call_id);
     eprintln!("{codec:?}: {sent} frames sent, the unit heard {h:?}");
     let spoken_ms = (SPOKEN * 1000.0) as u64;
-    assert!(
-        h.voiced_ms * 100 >= spoken_ms * 90,
-        "{codec:?}: voiced {} ms of {spoken_ms} ms spoken",
-        h.voiced_ms
-    );
-    // Only packets that carried talk (or the digital silence after it and in a late talker's
-    // gaps, where a decoder still rings out a frame) sound: a keep-alive never does (libspeex
-    // answers it with comfort noise at the last level). A starved test machine makes gaps, so
-    // this counts packets, not milliseconds.
-    let carried = h.audio_packets - h.audio_keepalives;
-    assert!(
-        h.voiced_frames <= carried,
-        "{codec:?}: {} voiced frames from {carried} packets that were not keep-alives",
-        h.voiced_frames
-    );
+    assert_voiced(&format!("{codec:?}"), &h, spoken_ms);
     // Fed at −13 dBFS; Speex's VBR keeps a steady tone's level for about 3 s (then codes it as
     // background noise: see media/talk/codec.rs).
     assert!(

@@ -97,13 +97,7 @@ async fn gstreamer_talks(law: &str, proto: &str) -> CallMedia {
 fn assert_tone(what: &str, h: &CallMedia) {
     let hz = h.dominant_hz.expect("voiced audio");
     assert!(hz.abs_diff(1_000) <= 50, "{what}: dominant {hz} Hz");
-    // Every 20 ms of tone is heard once; the client's start and end may cut a frame or two
-    // (the decoder ringing on through keep-alives is counted apart, `keepalives_ringing`).
-    assert!(
-        h.voiced_ms * 100 >= SPOKEN_MS * 90 && h.voiced_ms <= SPOKEN_MS + 100,
-        "{what}: voiced {} ms of {SPOKEN_MS} ms",
-        h.voiced_ms
-    );
+    crate::talk::assert_voiced(what, h, SPOKEN_MS);
     assert_eq!(h.audio_decode_errors, 0, "{what}");
     assert_eq!(
         h.audio_discontinuities, 0,
