@@ -168,9 +168,10 @@ async fn talk_tone(codec: Codec) {
     let spoken_ms = (SPOKEN * 1000.0) as u64;
     assert_voiced(&format!("{codec:?}"), &h, spoken_ms);
     // Fed at −13 dBFS; Speex's VBR keeps a steady tone's level for about 3 s (then codes it as
-    // background noise: see media/talk/codec.rs).
+    // background noise: see media/talk/codec.rs). −21 dBFS on a quiet machine; the ring-out
+    // frames of a late talker's gaps pull the mean down a little (−24 seen under full load).
     assert!(
-        h.voiced_dbfs.is_some_and(|db| db >= -23),
+        h.voiced_dbfs.is_some_and(|db| db >= -27),
         "{codec:?}: level {:?} dBFS",
         h.voiced_dbfs
     );
