@@ -29,6 +29,13 @@ CONF
   export CONTAINERS_CONF="$1/containers.conf"
 }
 
+# count_failures PREFIX: a step that fails under `set -e` (a build, podman) still ends with a FAIL
+# line and the `PREFIX: N passed, 1 failed` count scripts/test.sh adds up (uses the caller's
+# $passed).
+count_failures() {
+  trap "echo \"$1: FAIL: the command at line \$LINENO failed (exit \$?)\"; echo \"$1: \${passed:-0} passed, 1 failed\"" ERR
+}
+
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # expect_streams PREFIX WHAT SECONDS URL: ffprobe (RTSP over TCP) must see H.264 400x288 and AAC.

@@ -22,6 +22,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+count_failures test-arm64
 passed=0 skipped=0
 pass() { passed=$((passed + 1)); echo "test-arm64: ok: $*"; }
 fail() {

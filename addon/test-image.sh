@@ -23,6 +23,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+count_failures test-image
 passed=0
 pass() { passed=$((passed + 1)); echo "test-image: ok: $*"; }
 fail() {
