@@ -137,7 +137,8 @@ pub struct Admission {
     stats: Arc<ServerStats>,
     which: Which,
     open: Arc<Mutex<Open>>,
-    throttle: Arc<Mutex<Throttle>>,
+    /// `None` when `caps.auth_failures` is 0.
+    throttle: Option<Arc<Mutex<Throttle>>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -189,10 +190,11 @@ impl Permit {
 impl Permit {
     /// This connection presented wrong credentials; `true` when that blocks its address.
     pub fn auth_failed(&self) -> bool {
-        if self.ip == INGRESS_PEER || self.admission.caps.auth_failures == 0 {
+        let Some(mut throttle) = self.admission.throttle(self.ip) else {
             return false;
-        }
-        let blocked = self.admission.throttle().failed(Instant::now(), self.ip);
+        };
+        let blocked = throttle.failed(Instant::now(), self.ip);
+        drop(throttle);
         if blocked {
             tracing::warn!(
                 peer = %self.ip,
@@ -206,7 +208,9 @@ impl Permit {
 
     /// This connection presented right credentials: its address's count starts again.
     pub fn auth_ok(&self) {
-        self.admission.throttle().succeeded(Instant::now(), self.ip);
+        if let Some(mut throttle) = self.admission.throttle(self.ip) {
+            throttle.succeeded(Instant::now(), self.ip);
+        }
     }
 
     /// `Some(time left)` while this connection's address is refused.
@@ -248,12 +252,14 @@ impl Admission {
             stats,
             which,
             open: Arc::default(),
-            throttle: Arc::new(Mutex::new(Throttle::new(
-                caps.auth_failures,
-                Throttle::WINDOW,
-                Throttle::BLOCK,
-                Throttle::MAX_ADDRESSES,
-            ))),
+            throttle: (caps.auth_failures > 0).then(|| {
+                Arc::new(Mutex::new(Throttle::new(
+                    caps.auth_failures,
+                    Throttle::WINDOW,
+                    Throttle::BLOCK,
+                    Throttle::MAX_ADDRESSES,
+                )))
+            }),
         }
     }
 
@@ -269,16 +275,15 @@ impl Admission {
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
-        self.throttle.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The throttle that applies to `ip`: none for the ingress proxy or when it is off.
+    fn throttle(&self, ip: IpAddr) -> Option<std::sync::MutexGuard<'_, Throttle>> {
+        let throttle = self.throttle.as_ref().filter(|_| ip != INGRESS_PEER)?;
+        Some(throttle.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// `Some(time left)` while `ip` is refused for wrong credentials (never the ingress proxy).
     pub fn throttled(&self, ip: IpAddr) -> Option<Duration> {
-        if ip == INGRESS_PEER || self.caps.auth_failures == 0 {
-            return None;
-        }
-        self.throttle().blocked(Instant::now(), ip)
+        self.throttle(ip)?.blocked(Instant::now(), ip)
     }
 
     /// A slot for a connection from `ip` (it starts idle), or why not.

@@ -268,11 +268,11 @@ impl Conn {
             if self.playout.is_none() {
                 permit.set_idle(true);
             }
-            let now = self.session.credentials();
-            if now.1 > right {
+            let after = self.session.credentials();
+            if after.1 > right {
                 permit.auth_ok();
             }
-            if now.0 > wrong && permit.auth_failed() {
+            if after.0 > wrong && permit.auth_failed() {
                 // This address is refused from now on; its other connections end by themselves.
                 closed = closed.or(Some(CloseReason::AuthFailures));
             }
