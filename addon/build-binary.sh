@@ -4,6 +4,7 @@
 # the few glibc files it loads (found with readelf, copied from the target's own libraries).
 #
 #   addon/build-binary.sh ARCH OUT        ARCH: amd64 | arm64; OUT: the root filesystem to fill
+#   addon/build-binary.sh clean ARCH      removes ARCH's build output (scripts/test.sh, C300X_PRUNE)
 #
 # Runs on any Debian 12 build host: native when ARCH is the host's, otherwise cross-compiling with
 # Debian's gcc-<triple> and the Rust target (`addon/build-binary.sh deps ARCH` installs both). The
@@ -22,6 +23,15 @@ target_of() {
     *) echo "build-binary: unknown arch $1 (amd64 or arm64)" >&2; return 2 ;;
   esac
 }
+
+cache="${C300X_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/c300x-bridge}"
+target_dir="${CARGO_TARGET_DIR:-$cache/target}"
+
+if [ "${1:-}" = clean ]; then
+  read -r _ _ rust_target < <(target_of "${2:?usage: build-binary.sh clean ARCH}")
+  rm -rf "${target_dir:?}/$rust_target"
+  exit 0
+fi
 
 if [ "${1:-}" = deps ]; then
   # Debian packages and the Rust target this needs (idempotent).
@@ -65,8 +75,6 @@ else
   export "CARGO_TARGET_${upper}_LINKER=$triple-gcc" "CC_$env_triple=$triple-gcc" "AR_$env_triple=$triple-ar"
   export "BINDGEN_EXTRA_CLANG_ARGS_$env_triple=--sysroot=$sysroot -I$sysroot/include"
 fi
-cache="${C300X_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/c300x-bridge}"
-target_dir="${CARGO_TARGET_DIR:-$cache/target}"
 started=$(date +%s)
 (cd "$root" && cargo build --release --locked --bin c300x-bridge --features static-ffmpeg \
   --target "$rust_target" --target-dir "$target_dir" >&2)

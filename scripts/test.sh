@@ -41,7 +41,7 @@ if [ "${C300X_SKIP_IMAGE:-0}" = 1 ] || ! { [ "$(id -u)" -eq 0 ] || command -v po
 else
   addon/test-image.sh 2>&1 | tee -a "$log" || status=1
   disk "test-image"
-  prune "${HOME}/.cache/c300x-bridge/target/x86_64-unknown-linux-gnu"
+  if [ "${C300X_PRUNE:-0}" = 1 ]; then addon/build-binary.sh clean amd64; fi
 fi
 if [ "${C300X_SKIP_ARM64:-0}" = 1 ] || [ "$(id -u)" -ne 0 ]; then
   echo "test-arm64: 0 passed, 0 failed, 1 skipped" | tee -a "$log"
