@@ -152,6 +152,12 @@ impl AacEncoder {
         let mut opts = ffmpeg::Dictionary::new();
         opts.set("ac", "1");
         opts.set("profile", "aac_low");
+        // Speech from an 8 kHz intercom: the fast coder without noise substitution or temporal
+        // noise shaping costs a seventh of FFmpeg's default (twoloop) per second of audio
+        // (BENCHMARKS.md, `cargo bench --bench micro -- audio`), every call, whoever listens.
+        opts.set("aac_coder", "fast");
+        opts.set("aac_pns", "0");
+        opts.set("aac_tns", "0");
         let encoder = enc
             .open_as_with(codec, opts)
             .map_err(ff("open the aac encoder"))?;
