@@ -42,6 +42,21 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def switches(pid):
+    """Context switches of every thread of `pid` so far: one per wake-up of a sleeping thread,
+    a count that the machine's other load does not change (unlike CPU time)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                        total += int(line.split()[1])
+        except FileNotFoundError:
+            pass  # a thread that ended meanwhile
+    return total
+
+
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -274,12 +289,14 @@ async def load_point(pid, url, n, seconds, keep_call):
     readers = [Reader(url).start() for _ in range(n)]
     ok = await wait_idr(readers, 30) if readers else True
     await asyncio.sleep(2)
+    w0, t0 = switches(pid), time.monotonic()
     cpu, rss = await measure(pid, seconds)
+    wakes = (switches(pid) - w0) / (time.monotonic() - t0)
     got = sum(1 for r in readers if r.t_idr and not r.task.done())
     for r in readers:
         await r.stop()
     await asyncio.sleep(1)
-    return {"cpu": cpu, "rss": rss, "served": got if n else 0, "all_started": ok}
+    return {"cpu": cpu, "rss": rss, "wakes": wakes, "served": got if n else 0, "all_started": ok}
 
 
 async def joins(url, count):
@@ -427,6 +444,7 @@ async def main():
                         p = await load_point(pid, u, n, a.seconds, name == "bridge")
                         points[(name, n)].append(p)
                         print(f"repeat {rep + 1} {name:9} N={n:3}: {p['cpu']:.2f} % CPU, {p['rss']:.1f} MB, "
+                              f"{p['wakes']:.0f} switches/s, "
                               f"{p['served']} served", file=sys.stderr, flush=True)
             load = {}
             for n in ns:
@@ -435,6 +453,7 @@ async def main():
                     ps = points[(name, n)]
                     row[name] = {"cpu_pct": summary([p["cpu"] for p in ps]),
                                  "rss_mb": summary([p["rss"] for p in ps]),
+                                 "switches_per_s": summary([p["wakes"] for p in ps]),
                                  "served_min": min(p["served"] for p in ps)}
                 g = row["gstreamer"]["cpu_pct"]["median"]
                 row["cpu_ratio"] = row["bridge"]["cpu_pct"]["median"] / g if g > 0 else None
@@ -518,13 +537,15 @@ def print_table(r):
 
 
 def print_load(r):
-    print("| readers | bridge CPU % | GStreamer CPU % | bridge/GStreamer | bridge max RSS MB | GStreamer max RSS MB | served (bridge/GStreamer) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| readers | bridge CPU % | GStreamer CPU % | bridge/GStreamer | bridge max RSS MB | GStreamer max RSS MB "
+          "| served (bridge/GStreamer) | context switches/s (bridge/GStreamer) |")
+    print("|---|---|---|---|---|---|---|---|")
     for n, row in r["load"].items():
         b, g = row["bridge"], row["gstreamer"]
         ratio = f"{row['cpu_ratio']:.2f}" if row["cpu_ratio"] else "n/a"
         print(f"| {n} | {fmt(b['cpu_pct'])} | {fmt(g['cpu_pct'])} | {ratio} | {fmt(b['rss_mb'], '', 1)} | "
-              f"{fmt(g['rss_mb'], '', 1)} | {b['served_min']}/{g['served_min']} |")
+              f"{fmt(g['rss_mb'], '', 1)} | {b['served_min']}/{g['served_min']} | "
+              f"{b['switches_per_s']['median']:.0f}/{g['switches_per_s']['median']:.0f} |")
     j = r["join_ms"]
     for name in ("bridge", "gstreamer"):
         v = j[name]
