@@ -160,24 +160,28 @@ impl PortPair {
         self.lease.base
     }
 
-    /// Converts to tokio sockets (needs a runtime); the lease travels along.
+    /// Converts RTCP to a tokio socket (needs a runtime); the lease travels along. RTP stays a
+    /// plain non-blocking socket that its task drains on a tick: registered with tokio, every
+    /// datagram (≈ 110/s per call) would wake a worker thread.
     pub fn into_tokio(self) -> Result<TokioPair, MediaError> {
         let port = self.port();
-        let convert = |s: UdpSocket, port: u16| {
-            tokio::net::UdpSocket::from_std(s).map_err(|source| MediaError::Socket { port, source })
-        };
+        let rtcp =
+            tokio::net::UdpSocket::from_std(self.rtcp).map_err(|source| MediaError::Socket {
+                port: port + 1,
+                source,
+            })?;
         Ok(TokioPair {
-            rtp: convert(self.rtp, port)?,
-            rtcp: convert(self.rtcp, port + 1)?,
+            rtp: self.rtp,
+            rtcp,
             lease: self.lease,
         })
     }
 }
 
-/// The tokio form of a [`PortPair`], owned by one media task.
+/// The form of a [`PortPair`] one media task owns: RTP non-blocking and polled, RTCP tokio's.
 #[derive(Debug)]
 pub struct TokioPair {
-    pub rtp: tokio::net::UdpSocket,
+    pub rtp: UdpSocket,
     pub rtcp: tokio::net::UdpSocket,
     lease: PortLease,
 }
@@ -188,7 +192,7 @@ impl TokioPair {
     }
 
     /// The sockets and the lease apart (keep the lease as long as the sockets).
-    pub fn into_parts(self) -> (tokio::net::UdpSocket, tokio::net::UdpSocket, PortLease) {
+    pub fn into_parts(self) -> (UdpSocket, tokio::net::UdpSocket, PortLease) {
         (self.rtp, self.rtcp, self.lease)
     }
 }

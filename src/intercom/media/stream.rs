@@ -23,6 +23,12 @@ use crate::proto::rtp::{RtpHeader, RtpPacket};
 use crate::proto::srtp::SrtpSession;
 
 const MAX_DATAGRAM: usize = 2048;
+/// How often the RTP socket is drained (the audio task: on its 20 ms silence tick). Waking per
+/// datagram cost a thread wake-up each (≈ 110 per second per call, BENCHMARKS.md); ≤ 20 ms in
+/// the kernel's buffer is nothing to a jitter buffer or a keyframe wait.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// At most this many datagrams per drain, so a flood cannot hold the task.
+const MAX_DRAIN: usize = 512;
 /// Speex narrowband frame time and its timestamp step at 8 kHz (§10).
 const SILENCE_INTERVAL: Duration = Duration::from_millis(20);
 const SILENCE_TS_STEP: u32 = 160;
@@ -84,7 +90,7 @@ pub(super) struct StreamTask {
 /// What woke the task.
 enum Wake {
     Cancelled,
-    Rtp(std::io::Result<usize>),
+    Poll,
     Rtcp(std::io::Result<usize>),
     Silence,
     Talk(Option<TalkFrame>),
@@ -138,12 +144,14 @@ impl StreamTask {
         let is_audio = self.p.kind == MediaKind::Audio;
         let is_video = !is_audio;
         let mut talk_rx = self.p.talk.take();
+        let mut poll = tokio::time::interval(POLL_INTERVAL);
+        poll.set_missed_tick_behavior(MissedTickBehavior::Skip);
         loop {
             let reorder_at = self.reorder.poll_timeout().map(Instant::from_std);
             let pli_at = self.next_pli;
             let wake = tokio::select! {
                 () = cancel.cancelled() => Wake::Cancelled,
-                r = self.p.pair.rtp.recv_from(&mut rtp_buf) => Wake::Rtp(r.map(|(n, _)| n)),
+                _ = poll.tick(), if is_video => Wake::Poll,
                 r = self.p.pair.rtcp.recv_from(&mut rtcp_buf) => Wake::Rtcp(r.map(|(n, _)| n)),
                 _ = silence.tick(), if is_audio => Wake::Silence,
                 f = recv_talk(&mut talk_rx), if talk_rx.is_some() => Wake::Talk(f),
@@ -154,20 +162,18 @@ impl StreamTask {
             };
             match wake {
                 Wake::Cancelled => break,
-                Wake::Rtp(Ok(n)) => {
-                    let datagram = rtp_buf.get(..n).unwrap_or_default();
-                    self.on_rtp_port(datagram);
-                }
+                Wake::Poll => self.drain_rtp(&mut rtp_buf),
                 Wake::Rtcp(Ok(n)) => {
                     let datagram = rtcp_buf.get(..n).unwrap_or_default();
                     self.on_rtcp(datagram);
                 }
                 // ICMP errors can surface on recv; the socket stays usable.
-                Wake::Rtp(Err(e)) | Wake::Rtcp(Err(e)) => {
+                Wake::Rtcp(Err(e)) => {
                     tracing::debug!(medium = %self.p.kind, error = %e, "media recv");
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
                 Wake::Silence => {
+                    self.drain_rtp(&mut rtp_buf);
                     for _ in 0..ticks_due(&mut self.audio_clock, Instant::now()) {
                         self.send_audio_tick().await;
                     }
@@ -192,6 +198,24 @@ impl StreamTask {
         self.reorder.flush();
         self.forward_released();
         tracing::debug!(medium = %self.p.kind, port = self.p.pair.port(), "call media task ended");
+    }
+
+    /// Takes every datagram waiting on the RTP port (at most `MAX_DRAIN`).
+    fn drain_rtp(&mut self, buf: &mut [u8]) {
+        for _ in 0..MAX_DRAIN {
+            match self.p.pair.rtp.recv_from(buf) {
+                Ok((n, _)) => {
+                    let datagram = buf.get(..n).unwrap_or_default();
+                    self.on_rtp_port(datagram);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                // ICMP errors can surface on recv; the socket stays usable: next tick.
+                Err(e) => {
+                    tracing::debug!(medium = %self.p.kind, error = %e, "media recv");
+                    return;
+                }
+            }
+        }
     }
 
     fn on_rtp_port(&mut self, datagram: &[u8]) {
@@ -334,7 +358,7 @@ impl StreamTask {
         self.ts = self.ts.wrapping_add(SILENCE_TS_STEP);
         match self.p.tx.protect_rtp(&header.to_packet(payload)) {
             Ok(packet) => {
-                if send(&self.p.pair.rtp, self.p.rtp_dest, &packet).await {
+                if send_rtp(&self.p.pair.rtp, self.p.rtp_dest, &packet) {
                     add(&self.counters().rtp_sent, 1);
                     if let Some(captured) = captured {
                         let now = Instant::now().into_std();
@@ -416,6 +440,18 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Our RTP (silence, talk) on the non-blocking socket: a full send buffer drops the packet,
+/// as a router would.
+fn send_rtp(socket: &std::net::UdpSocket, dest: SocketAddr, packet: &[u8]) -> bool {
+    match socket.send_to(packet, dest) {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::debug!(%dest, error = %e, "media send failed");
+            false
+        }
     }
 }
 

@@ -28,6 +28,8 @@ use crate::intercom::sip::{EndReason, IncomingRing};
 const CALL_QUEUE: usize = 2048;
 /// At shutdown, the hang-ups in flight get this long (each BYE has its own 3 s budget).
 const HANGUP_LIMIT: Duration = Duration::from_secs(4);
+/// At most this many packets handled per wake-up before the hub looks at its other inputs.
+const MAX_BATCH: usize = 256;
 
 /// The hub's side of its channels.
 pub(super) struct Channels {
@@ -146,7 +148,10 @@ impl<P: CallPlacer> HubTask<P> {
                 Event::Command(c) => self.on_command(c),
                 Event::Placed(r) => self.on_placed(r),
                 Event::Answered(r) => self.on_answered(r),
-                Event::Packet(p) => self.on_packet(p),
+                Event::Packet(p) => {
+                    self.on_packet(p);
+                    self.drain_packets();
+                }
                 Event::Ended(reason) => self.input(Input::CallEnded { reason }),
                 Event::Timer => self.input(Input::Timer),
                 Event::Tick => self.on_tick(),
@@ -456,6 +461,17 @@ impl<P: CallPlacer> HubTask<P> {
         self.machine.handle(now, Input::Packet);
         let out = self.fanout.push(now, p);
         self.outcome(out);
+    }
+
+    /// The packets that came with the first one (the media tasks forward a 20 ms batch at
+    /// once): one wake-up of the hub per batch, not per packet.
+    fn drain_packets(&mut self) {
+        for _ in 0..MAX_BATCH {
+            let Some(p) = self.live.as_mut().and_then(|l| l.packets.try_recv().ok()) else {
+                return;
+            };
+            self.on_packet(p);
+        }
     }
 
     /// Admits a waiting talker once the call is live; points the talk at the live call.

@@ -48,6 +48,11 @@ impl UdpPair {
 /// Binds a pair on `ip` from the shared pool (the same one the intercom's calls use).
 pub(super) fn bind_pair(ip: IpAddr, pool: &PortPool) -> Result<UdpPair, UdpError> {
     let (rtp, rtcp, lease) = pool.bind_pair(ip)?.into_tokio()?.into_parts();
+    // Our RTP socket only sends here: tokio's, like RTCP.
+    let rtp = UdpSocket::from_std(rtp).map_err(|source| MediaError::Socket {
+        port: lease.port(),
+        source,
+    })?;
     Ok(spawn_reader(rtp, rtcp, lease))
 }
 
