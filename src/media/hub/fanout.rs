@@ -25,6 +25,10 @@ use crate::proto::h264::Depacketizer;
 const PLI_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 /// Frames kept for late joiners (a 2 s GOP at 10 fps with audio is about 50).
 const GOP_FRAMES: usize = 1000;
+/// Audio frames held back for the viewers until the next picture (or until this many wait): a
+/// viewer then wakes and writes once per picture (≈ 10/s) instead of per frame (≈ 26/s), for
+/// ≤ 130 ms more audio latency — the picture it is played with comes no sooner.
+const MAX_HELD_AUDIO: usize = 2;
 /// The longest stretch of silence filled at once (a video stall beyond is not bridged).
 const MAX_SILENCE_90K: u64 = 10 * 90_000;
 
@@ -123,6 +127,8 @@ pub(super) struct Fanout {
     size: Option<(u32, u32)>,
     changed: bool,
     taps: Vec<Tap>,
+    /// Audio frames not yet given to the viewers (see `MAX_HELD_AUDIO`).
+    held: Vec<Frame>,
     /// `Some` while the source sends no audio: the hub timeline (90 kHz) up to which silence
     /// was encoded (`Some(None)` until the first video frame).
     silence: Option<Option<u64>>,
@@ -158,6 +164,7 @@ impl Fanout {
             size: None,
             changed: false,
             taps: Vec::new(),
+            held: Vec::with_capacity(MAX_HELD_AUDIO),
             silence: None,
         }
     }
@@ -169,6 +176,7 @@ impl Fanout {
         self.timeline.new_call();
         self.depack.reset();
         self.gop.clear();
+        self.release_held();
         self.transcoder = self.audio.and_then(|a| match SpeexToAac::new(a) {
             Ok(t) => Some(t),
             Err(e) => {
@@ -187,6 +195,7 @@ impl Fanout {
 
     /// The call is over: joiners now wait for the next call's keyframe.
     pub fn end_call(&mut self) {
+        self.release_held();
         self.gop.clear();
         self.call = None;
         self.silence = None;
@@ -359,8 +368,19 @@ impl Fanout {
         self.counters.frames_in.fetch_add(1, Ordering::Relaxed);
         self.gop.push(&frame);
         self.feed_taps(&frame);
-        // Viewers already watching get every frame, the keyframe that admits joiners included
-        // (issue 11, fault 2: it used to go to the joiners only).
+        if matches!(frame, Frame::Audio(_)) {
+            self.held.push(frame);
+            if self.held.len() >= MAX_HELD_AUDIO {
+                self.release_held();
+            }
+            out.gone.extend(self.take_gone());
+            return;
+        }
+        // The audio held back goes first (in the order it came), then the picture. Viewers
+        // already watching get every frame, the keyframe that admits joiners included
+        // (issue 11, fault 2: it used to go to the joiners only); joiners get the GOP cache,
+        // which has the held audio too.
+        self.release_held();
         self.broadcast(&frame);
         if matches!(&frame, Frame::Video(v) if v.au.keyframe) && !self.waiting.is_empty() {
             self.admit_ready(out);
@@ -386,6 +406,9 @@ impl Fanout {
         if !self.gop.has_keyframe() {
             return;
         }
+        // The cache has the held audio already: the viewers get it now, before a joiner
+        // could get it twice.
+        self.release_held();
         let Some(info) = self.info_tx.borrow().clone() else {
             return;
         };
@@ -504,6 +527,18 @@ impl Fanout {
             tap.started |= keyframe;
             !tap.started || tap.sink.push(frame.clone())
         });
+    }
+
+    fn release_held(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        for f in &held {
+            self.broadcast(f);
+        }
+        self.held = held;
+        self.held.clear();
     }
 
     /// Each viewer gets the frame through its own bounded queue; a full queue drops (counted)

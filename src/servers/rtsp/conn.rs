@@ -26,6 +26,8 @@ use crate::servers::limits::Permit;
 /// A write that takes longer than this means the reader is gone or stuck: close.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often RTCP SRs go out and UDP keep-alives are looked at.
+/// At most this many queued frames rendered into one write.
+const MAX_FRAMES_PER_WRITE: usize = 64;
 const TICK: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
@@ -187,7 +189,20 @@ pub(super) async fn serve(
                     tracing::info!(%peer, "RTSP: the hub ended the stream; closing");
                     return Ok("stream_ended");
                 }
-                Ev::Frame(Some(frame)) => conn.send_frames(std::slice::from_ref(&frame)).await?,
+                Ev::Frame(Some(frame)) => {
+                    // What else is queued goes in the same write: one wake-up and one syscall
+                    // for the hub's burst (the audio it held back comes with the next picture).
+                    let mut frames = vec![frame];
+                    if let Some(p) = conn.playout.as_mut() {
+                        while frames.len() < MAX_FRAMES_PER_WRITE {
+                            match p.viewer.frames.try_recv() {
+                                Ok(f) => frames.push(f),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    conn.send_frames(&frames).await?
+                }
                 Ev::Timeout => conn.session.handle_timeout(Instant::now()),
                 Ev::Tick => conn.on_tick().await?,
                 Ev::TalkClosed(e) => {

@@ -1,6 +1,7 @@
 //! The frame path on crafted H.264 packets, without a call or a clock: viewers start at a
 //! keyframe, the keyframe that admits a joiner reaches everyone already watching (issue 11,
-//! fault 2), a call restart is marked, a full queue drops until the next keyframe.
+//! fault 2), a call restart is marked, a full queue drops until the next keyframe, audio waits
+//! for the next picture (never lost, never twice).
 
 use super::*;
 use crate::intercom::media::MediaKind;
@@ -45,11 +46,15 @@ impl Cam {
 }
 
 fn fanout(queue: usize) -> Fanout {
+    fanout_with(queue, None)
+}
+
+fn fanout_with(queue: usize, audio: Option<AacSettings>) -> Fanout {
     let (lease_tx, _) = mpsc::unbounded_channel();
     Fanout::new(
         "doorbell".into(),
         queue,
-        None,
+        audio,
         lease_tx,
         watch::channel(None).0,
         watch::channel(None).0,
@@ -80,16 +85,31 @@ fn joiner(f: &mut Fanout, id: u64) -> oneshot::Receiver<Result<Viewer, HubError>
     rx
 }
 
-/// What a viewer has queued: `K`/`P` with pts, `D` for a discontinuity, `A` audio.
+/// `K`/`P` with pts, `D` for a discontinuity, `A` audio with pts.
+fn label(f: &Frame) -> String {
+    match f {
+        Frame::Video(v) if v.au.keyframe => format!("K{}", v.pts),
+        Frame::Video(v) => format!("P{}", v.pts),
+        Frame::Audio(a) => format!("A{}", a.pts),
+        Frame::Discontinuity => "D".into(),
+    }
+}
+
+/// What a viewer has queued, as [`label`]s.
 fn drain(v: &mut Viewer) -> Vec<String> {
     std::iter::from_fn(|| v.frames.try_recv().ok())
-        .map(|f| match f {
-            Frame::Video(v) if v.au.keyframe => format!("K{}", v.pts),
-            Frame::Video(v) => format!("P{}", v.pts),
-            Frame::Audio(_) => "A".into(),
-            Frame::Discontinuity => "D".into(),
-        })
+        .map(|f| label(&f))
         .collect()
+}
+
+/// A ring tap that writes down every frame it gets, at once.
+struct Recorded(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl FrameSink for Recorded {
+    fn push(&mut self, frame: Frame) -> bool {
+        self.0.lock().expect("lock").push(label(&frame));
+        true
+    }
 }
 
 fn viewer(rx: &mut oneshot::Receiver<Result<Viewer, HubError>>) -> Viewer {
@@ -204,4 +224,54 @@ fn a_joiner_that_gave_up_before_its_keyframe_is_reported_gone() {
     assert_eq!((out.admitted, out.gone), (vec![2], vec![1]));
     assert_eq!(f.viewers(), 1);
     assert!(r2.try_recv().is_ok());
+}
+
+#[test]
+fn viewers_get_audio_with_the_next_picture_in_order_never_twice() {
+    let mut f = fanout_with(256, Some(AacSettings::default()));
+    let mut cam = Cam { seq: 1, ts: 0 };
+    // A silent preview: the hub makes AAC silence up to each picture, after it.
+    f.start_call(true);
+    let tap = Arc::new(std::sync::Mutex::new(Vec::new()));
+    f.add_tap(Box::new(Recorded(tap.clone())));
+    send(&mut f, cam.keyframe());
+    let mut r1 = joiner(&mut f, 1);
+    f.admit_waiting();
+    let mut v1 = viewer(&mut r1);
+    let mut second = None;
+    let mut all1 = drain(&mut v1);
+    for i in 0..12 {
+        send(&mut f, cam.p_frame());
+        let queued = drain(&mut v1);
+        all1.extend(queued.iter().cloned());
+        // Each burst: held audio, then the picture; at most MAX_HELD_AUDIO - 1 left behind.
+        let last_picture = queued.iter().rposition(|l| l.starts_with('P'));
+        let trailing = last_picture.map_or(queued.len(), |p| queued.len() - p - 1);
+        assert!(
+            trailing == 0 || trailing >= MAX_HELD_AUDIO,
+            "burst {i}: {queued:?}"
+        );
+        if i == 5 {
+            // A joiner admitted from the cache mid-GOP while audio is held back.
+            let mut r2 = joiner(&mut f, 2);
+            assert_eq!(f.admit_waiting().admitted, [2]);
+            second = Some(viewer(&mut r2));
+        }
+    }
+    f.end_call();
+    let everything = tap.lock().expect("lock").clone();
+    assert!(
+        everything.iter().filter(|l| l.starts_with('A')).count() >= 10,
+        "silence was made: {everything:?}"
+    );
+    // The tap got each frame at once; the viewers the same frames, in the same order, once.
+    let mut v2 = second.expect("second viewer");
+    all1.extend(drain(&mut v1));
+    assert_eq!(everything.first().map(String::as_str), Some("K0"));
+    assert_eq!(all1, everything, "held audio is released at the call's end");
+    assert_eq!(
+        drain(&mut v2),
+        everything,
+        "a joiner from the cache: each audio frame once"
+    );
 }
