@@ -1,7 +1,8 @@
 //! The HLS muxer: hub frames in, the fMP4 init segment, LL-HLS parts (~0.5 s, closed before
 //! they would pass the part target) and 1 s segments (cut at IDRs) out, plus the playlist facts.
-//! It asks for the IDR that ends each segment one frame ahead (the caller sends the PLI), so a
-//! segment closes 1 s after its first keyframe instead of at the intercom's 2 s GOP.
+//! It asks for the IDR that ends each segment one frame (or the last answer's delay) ahead (the
+//! caller sends the PLI), so a segment closes 1 s after its first keyframe instead of at the
+//! intercom's 2 s GOP.
 //! Pure: no clock, no I/O; `hls_session` drives it and serves what it holds.
 
 use std::collections::VecDeque;
@@ -72,7 +73,11 @@ pub struct Muxer {
     pending_discontinuity: bool,
     waiting_idr: bool,
     last_frame_ticks: u64,
-    idr_asked_for: Option<u64>,
+    /// The segment an IDR was asked for, and the pts of the frame that asked.
+    idr_asked: Option<(u64, u64)>,
+    /// How long the last answer took (request → IDR, 90 kHz; 0 until one came): requests go
+    /// out that much ahead of the target, so a slow unit still closes segments at ~1 s.
+    answer_lag: u64,
     /// The first segment was dropped once for outgrowing the target (see `push_video`).
     dropped_first: bool,
     pub error: Option<String>,
@@ -145,6 +150,19 @@ impl Muxer {
                 self.error = Some("the picture format changed; reload the stream".into());
                 return false;
             }
+            if let Some((msn, at)) = self.idr_asked
+                && self
+                    .segments
+                    .back()
+                    .is_some_and(|s| s.msn == msn && !s.complete)
+            {
+                // The answer (or the unit's own IDR after the request: either way, how far
+                // ahead to ask next time), at most half a target.
+                self.answer_lag = v
+                    .pts
+                    .saturating_sub(at)
+                    .min(u64::from(self.target) * 45_000);
+            }
             self.close_part(v.pts);
             self.close_segment();
             self.waiting_idr = false;
@@ -184,17 +202,17 @@ impl Muxer {
         if let Some(open) = self.open.as_mut() {
             open.video.push(v.clone());
         }
-        // Ask once per segment, on the frame expected to be its last (half a frame of slack), so
-        // the next one is the IDR (the intercom answers a PLI with an IDR at its next frame).
+        // Ask once per segment, so that the answer (the next frame at best: the simulator; the
+        // last answer's delay if longer) lands at the target, with half a frame of slack.
         let target_ticks = u64::from(self.target) * 90_000;
+        let ahead = self.answer_lag.max(self.last_frame_ticks) + self.last_frame_ticks / 2;
         match self.segments.back() {
             Some(s)
                 if !s.complete
-                    && self.idr_asked_for != Some(s.msn)
-                    && v.pts.saturating_sub(s.start_pts) + self.last_frame_ticks * 3 / 2
-                        >= target_ticks =>
+                    && self.idr_asked.is_none_or(|(msn, _)| msn != s.msn)
+                    && v.pts.saturating_sub(s.start_pts) + ahead >= target_ticks =>
             {
-                self.idr_asked_for = Some(s.msn);
+                self.idr_asked = Some((s.msn, v.pts));
                 true
             }
             _ => false,

@@ -58,7 +58,10 @@ struct Cam {
     next: u64,
     gop: u64,
     honours: bool,
-    asked: bool,
+    /// Frames from a request to its IDR (1: the next frame).
+    lag: u64,
+    /// The frame an answer is due at.
+    due: Option<u64>,
     /// IDR requests the muxer made.
     requests: usize,
 }
@@ -69,7 +72,8 @@ impl Cam {
             next: 0,
             gop,
             honours,
-            asked: false,
+            lag: 1,
+            due: None,
             requests: 0,
         }
     }
@@ -78,9 +82,15 @@ impl Cam {
     fn feed(&mut self, m: &mut Muxer, frames: u64) {
         for _ in 0..frames {
             let n = self.next;
-            let key = n.is_multiple_of(self.gop) || (self.honours && self.asked);
-            self.asked = m.push(&video(n, key));
-            self.requests += usize::from(self.asked);
+            let answer = self.honours && self.due.is_some_and(|d| d <= n);
+            let key = n.is_multiple_of(self.gop) || answer;
+            if key {
+                self.due = None;
+            }
+            if m.push(&video(n, key)) {
+                self.requests += 1;
+                self.due = Some(n + self.lag);
+            }
             let mut a = n * 9000 / 5760;
             while a * 5760 < (n + 1) * 9000 {
                 if a * 5760 >= n * 9000 {
@@ -145,6 +155,22 @@ fn one_idr_request_per_segment_makes_full_one_second_segments() {
     assert!(text.contains("#EXT-X-TARGETDURATION:1\n"), "{text}");
     assert!(text.contains("#EXTINF:1.000,\nseg0.m4s\n"), "{text}");
     assert!(text.contains("#EXT-X-PRELOAD-HINT"));
+}
+
+#[test]
+fn a_slow_unit_is_asked_earlier_after_its_first_answer() {
+    // The unit answers 0.3 s after a request: the first segment is 1.2 s, then requests go out
+    // 0.3 s ahead and segments are 1 s again.
+    let mut m = muxer();
+    let mut cam = Cam::new(1000, true);
+    cam.lag = 3;
+    cam.feed(&mut m, 43);
+    assert_eq!(durations(&m), vec![1.2, 1.0, 1.0, 1.0]);
+    assert_eq!(m.target_duration(), 1);
+    assert_eq!(
+        cam.requests, 4,
+        "on frames 9, 19, 29 and 39: 0.3 s ahead from the second"
+    );
 }
 
 #[test]
