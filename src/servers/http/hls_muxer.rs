@@ -154,10 +154,11 @@ impl Muxer {
                 && self
                     .segments
                     .back()
-                    .is_some_and(|s| s.msn == msn && !s.complete)
+                    .is_none_or(|s| s.msn == msn && !s.complete)
             {
                 // The answer (or the unit's own IDR after the request: either way, how far
-                // ahead to ask next time), at most half a target.
+                // ahead to ask next time), at most half a target; also after the first segment
+                // was dropped for a late answer, so the next one asks early enough.
                 self.answer_lag = v
                     .pts
                     .saturating_sub(at)

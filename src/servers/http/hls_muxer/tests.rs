@@ -174,6 +174,19 @@ fn a_slow_unit_is_asked_earlier_after_its_first_answer() {
 }
 
 #[test]
+fn a_first_answer_too_late_for_the_target_is_dropped_and_measured() {
+    // 0.6 s from request to IDR: the first segment cannot round to 1 s and is dropped; the next
+    // request goes out 0.5 s ahead (the most), so segments are 1.1 s and the target stays 1.
+    let mut m = muxer();
+    let mut cam = Cam::new(1000, true);
+    cam.lag = 6;
+    cam.feed(&mut m, 15 + 11 + 11 + 1);
+    assert_eq!(durations(&m), vec![1.1, 1.1]);
+    assert_eq!(m.playlist().segments[0].msn, 1);
+    assert_eq!(m.target_duration(), 1);
+}
+
+#[test]
 fn a_late_answer_still_rounds_to_the_target() {
     // The IDR comes three frames after the request (1.2 s): the segment keeps its place and
     // the target stays 1 (1.2 rounds to 1).
@@ -201,11 +214,12 @@ fn a_cached_gop_too_long_for_the_target_is_dropped_once() {
     cam.skip(985); // the next IDR (the answer)
     let mut cam2 = Cam {
         honours: true,
-        gop: 20,
         ..cam
     };
     cam2.feed(&mut m, 21);
-    assert_eq!(durations(&m), vec![1.0, 1.0]);
+    // The answer seemed 99 s late (the cache's age): the next request goes out the most ahead
+    // (0.5 s), once, making one short segment; then the measured one frame.
+    assert_eq!(durations(&m), vec![0.6, 1.0]);
     assert_eq!(m.playlist().segments[0].msn, 1);
     assert_eq!(m.target_duration(), 1);
 
