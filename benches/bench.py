@@ -8,7 +8,10 @@ RSS (VmRSS sampled every 0.25 s) of the server process only; the same readers ag
 benches/gst_rtsp_server.py relaying a clip of the same size and rate. Repeats are interleaved in
 time (every N of both servers once per repeat). Join: a new reader on a live stream, PLAY sent →
 first IDR. Cold start (a second bridge, linger 1 s): DESCRIBE → first IDR, minus the simulator's
-answer delay; idle CPU/RSS after those calls; HLS cold first playlist; one MJPEG viewer's cost.
+answer delay; idle CPU/RSS after those calls; HLS cold (the first index.m3u8 on an idle hub, with an
+RTSP reader started with it as the witness of the call's first keyframe): first playlist listing a
+segment, seconds after that keyframe, the segment's duration, target and whether it starts with an
+IDR; one MJPEG viewer's cost.
 Ring → MQTT (a third pair, mosquitto): the simulator's ring line → the doorbell `event` message.
 """
 import argparse
@@ -331,22 +334,52 @@ def http_get(url, timeout=10):
         return resp.read()
 
 
-async def hls_cold(base, linger):
+def fragment_starts_with_idr(data):
+    """Whether an fMP4 fragment's mdat starts (after SEI etc.) with an IDR slice (AVCC, 4-byte
+    lengths; the bridge writes the video sample first)."""
+    at = data.find(b"mdat")
+    if at < 0:
+        return False
+    i = at + 4
+    while i + 5 <= len(data):
+        t = data[i + 4] & 0x1F
+        if t in (1, 5):
+            return t == 5
+        i += 4 + int.from_bytes(data[i:i + 4], "big")
+    return False
+
+
+async def hls_cold(base, rtsp_url, linger):
+    """The first index.m3u8 on an idle hub until it lists a segment. An RTSP reader started at
+    the same moment sees the call's first IDR: `after_keyframe_s` is the playlist's time minus
+    that one (both ride the same call; the hub hands both the same keyframe)."""
     t0 = time.monotonic()
+    witness = Reader(rtsp_url).start()
     url = f"{base}/api/doorbell/hls/index.m3u8"
+    out = None
     while time.monotonic() - t0 < 30:
         try:
             text = (await asyncio.to_thread(http_get, url)).decode()
         except Exception:
             text = ""
-        m = re.search(r"#EXTINF:([\d.]+)", text)
+        m = re.search(r"#EXTINF:([\d.]+),\s*\n(\S+)", text)
         if m:
             elapsed = time.monotonic() - t0
-            # The HLS session ends 2 target durations after the last poll, then the linger.
-            await asyncio.sleep(linger + 8)
-            return {"first_playlist_s": elapsed, "first_segment_s": float(m.group(1))}
+            target = re.search(r"#EXT-X-TARGETDURATION:(\d+)", text)
+            seg = await asyncio.to_thread(http_get, url.rsplit("/", 1)[0] + "/" + m.group(2))
+            await wait_idr([witness], 5)
+            key = witness.t_idr - t0 if witness.t_idr else None
+            out = {"first_playlist_s": elapsed, "first_segment_s": float(m.group(1)),
+                   "target_duration": int(target.group(1)) if target else None,
+                   "first_keyframe_s": key,
+                   "after_keyframe_s": elapsed - key if key is not None else None,
+                   "starts_with_idr": fragment_starts_with_idr(seg)}
+            break
         await asyncio.sleep(0.05)
-    return None
+    await witness.stop()
+    # The HLS session ends 4 s after the last poll, then the linger: the next one is cold.
+    await asyncio.sleep(linger + 8)
+    return out
 
 
 async def mjpeg_cost(pid, base, seconds):
@@ -419,6 +452,7 @@ async def main():
     ap.add_argument("--cold", type=int, default=20)
     ap.add_argument("--joins", type=int, default=10)
     ap.add_argument("--rings", type=int, default=100)
+    ap.add_argument("--hls", type=int, default=3, help="HLS cold starts")
     ap.add_argument("--profile", type=int, metavar="N", default=None,
                     help="only profile the bridge with N readers (perf record, Debian's linux-perf)")
     a = ap.parse_args()
@@ -463,15 +497,18 @@ async def main():
             for p in (gst, bridge, sim):
                 procs.stop(p)
 
-        if a.cold > 0:  # 0: the load phase alone
+        if a.cold > 0 or a.hls > 0:  # both 0: the load phase alone
             sim, bridge, url, http = start_pair(procs, a.bin, "cold", 1)
+        if a.cold > 0:
             cold = await cold_starts(url, a.cold, 1)
             result["cold_start_ms"] = {"values": cold, "median": statistics.median(cold) if cold else None,
                                        "p95": pct(cold, 95) if cold else None}
             await asyncio.sleep(3)
             cpu, rss = await measure(bridge.pid, min(a.seconds, 10))
             result["idle_after_calls"] = {"calls": a.cold, "cpu_pct": cpu, "rss_mb": rss}
-            result["hls_cold"] = [await hls_cold(http, 1) for _ in range(3)]
+        if a.hls > 0:
+            result["hls_cold"] = [await hls_cold(http, url, 1) for _ in range(a.hls)]
+        if a.cold > 0:
             keep = Reader(url).start()
             await wait_idr([keep], 20)
             base_cpu, _ = await measure(bridge.pid, min(a.seconds, 10))
@@ -480,6 +517,7 @@ async def main():
             result["mjpeg_viewer"] = {"cpu_pct_with_one_rtsp_reader": base_cpu,
                                       "cpu_pct_plus_one_mjpeg_viewer": with_mjpeg,
                                       "cost_pct": with_mjpeg - base_cpu}
+        if a.cold > 0 or a.hls > 0:
             for p in (bridge, sim):
                 procs.stop(p)
 
@@ -534,6 +572,8 @@ def print_table(r):
         print_load(r)
     if "cold_start_ms" in r:
         print_latencies(r)
+    print_hls(r)
+    print_rings(r)
 
 
 def print_load(r):
@@ -560,13 +600,25 @@ def print_latencies(r):
               f"p95 {c['p95']:.0f} ms ({len(c['values'])} calls)")
     i = r["idle_after_calls"]
     print(f"idle after {i['calls']} calls: {i['cpu_pct']:.2f} % CPU, RSS {i['rss_mb']:.1f} MB")
-    for h in r["hls_cold"]:
-        if h:
-            print(f"HLS cold: first playlist with a segment after {h['first_playlist_s']:.2f} s, "
-                  f"first segment {h['first_segment_s']:.2f} s long")
     m = r["mjpeg_viewer"]
     print(f"MJPEG viewer: {m['cost_pct']:.2f} % of a core ({m['cpu_pct_plus_one_mjpeg_viewer']:.2f} % with it, "
           f"{m['cpu_pct_with_one_rtsp_reader']:.2f} % without)")
+
+
+def print_hls(r):
+    for h in r.get("hls_cold") or []:
+        if not h:
+            print("HLS cold: no playlist with a segment within 30 s")
+            continue
+        key = h["first_keyframe_s"]
+        after = f"{h['after_keyframe_s']:.2f} s after the first keyframe ({key:.2f} s)" if key is not None \
+            else "first keyframe not seen"
+        print(f"HLS cold: first playlist with a segment after {h['first_playlist_s']:.2f} s, {after}; "
+              f"first segment {h['first_segment_s']:.2f} s, TARGETDURATION {h['target_duration']}, "
+              f"{'starts with an IDR' if h['starts_with_idr'] else 'NOT starting with an IDR'}")
+
+
+def print_rings(r):
     rm = r.get("ring_to_mqtt_ms")
     if rm and rm["count"]:
         print(f"ring → MQTT event: p50 {rm['p50']:.1f} ms, p99 {rm['p99']:.1f} ms ({rm['count']} rings)")

@@ -24,4 +24,4 @@ exec /usr/bin/python3 benches/bench.py --bin target/release/c300x-bridge --clip 
   --gst benches/gst_rtsp_server.py --out "$out/bench.json" \
   --readers "${BENCH_READERS:-0,1,10,50,100,200}" --seconds "${BENCH_SECONDS:-20}" \
   --repeats "${BENCH_REPEATS:-3}" --cold "${BENCH_COLD:-20}" --joins "${BENCH_JOINS:-10}" \
-  --rings "${BENCH_RINGS:-100}" ${BENCH_PROFILE:+--profile "$BENCH_PROFILE"}
+  --rings "${BENCH_RINGS:-100}" --hls "${BENCH_HLS:-3}" ${BENCH_PROFILE:+--profile "$BENCH_PROFILE"}

@@ -1,6 +1,7 @@
 // Opens the bridge's status page in Debian's headless Chromium, clicks "Watch live" on the first
-// panel and waits until its <video> has played past 2 s. Prints one JSON line with what it saw;
-// exits non-zero on failure. Usage: node play.mjs <page url> <screenshot.png> [timeout ms]
+// panel and waits until its <video> has played past 2 s. Prints one JSON line with what it saw
+// (firstFrameMs: click → the video's first played frame, polled every 50 ms); exits non-zero on
+// failure. Usage: node play.mjs <page url> <screenshot.png> [timeout ms]
 import { rmSync } from "node:fs";
 import { launch, newProfile } from "./launch.mjs";
 
@@ -19,12 +20,20 @@ try {
   const page = context.pages()[0] || (await context.newPage());
   const logs = [];
   page.on("console", (m) => logs.push(`${m.type()}: ${m.text()}`));
+  page.on("response", (r) => { if (r.status() >= 400) logs.push(`${r.status()} ${r.url()}`); });
   await page.goto(url, { waitUntil: "load" });
   const mse = await page.evaluate(() =>
     window.MediaSource ? MediaSource.isTypeSupported('video/mp4; codecs="avc1.42c015,mp4a.40.2"') : false);
   await page.click('section.card button[data-action="watch"]');
+  const clicked = Date.now();
   let state = {};
+  let firstFrameMs = null;
   try {
+    await page.waitForFunction(() => {
+      const v = document.querySelector("video.live");
+      return v && v.currentTime > 0 && v.videoWidth > 0;
+    }, null, { timeout, polling: 50 });
+    firstFrameMs = Date.now() - clicked;
     await page.waitForFunction(() => {
       const v = document.querySelector("video.live");
       return v && v.currentTime > 2 && v.videoWidth > 0;
@@ -41,7 +50,7 @@ try {
       : { fallback: !!img, message: document.querySelector("#message")?.textContent };
   });
   await page.screenshot({ path: shot });
-  console.log(JSON.stringify({ ...state, mse, ms: Date.now() - started, logs: logs.slice(-20) }));
+  console.log(JSON.stringify({ ...state, mse, firstFrameMs, ms: Date.now() - started, logs: logs.slice(-20) }));
 } catch (e) {
   console.error("play.mjs: " + e.message);
   code = 1;

@@ -1,9 +1,11 @@
 //! The HTTP server: every endpoint and error path through `router(state)` with `oneshot`
 //! (`router`), and real clients against `run(listener, …)` and the simulator (`clients`):
-//! ffprobe on HLS, headless Chromium on the status page, MJPEG parts, snapshots; push-to-talk
+//! ffprobe on HLS, the 1 s first segment (`hls`), headless Chromium on the status page, MJPEG
+//! parts, snapshots; push-to-talk
 //! over the WebSocket and from Chromium's fake microphone (`talk`).
 
 mod clients;
+mod hls;
 mod router;
 mod talk;
 

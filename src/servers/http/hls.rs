@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
 
+use super::hls_muxer::TARGET;
 use super::hls_session::WaitError;
 use super::{ApiError, Shared};
 use crate::media::hub::HubError;
@@ -63,8 +64,9 @@ pub async fn resource(
         .lock()
         .ok()
         .and_then(|m| m.as_ref().map(|m| m.target_duration()))
-        .unwrap_or(2);
-    let hold = Duration::from_secs(3 * u64::from(target));
+        .unwrap_or(TARGET);
+    // Blocking reloads and media wait up to 3 target durations (at least 3 s).
+    let hold = Duration::from_secs(3 * u64::from(target.max(1)));
     const M3U8: &str = "application/vnd.apple.mpegurl";
     const MP4: &str = "video/mp4";
     match res {

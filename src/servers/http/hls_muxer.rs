@@ -1,5 +1,8 @@
 //! The HLS muxer: hub frames in, the fMP4 init segment, LL-HLS parts (~0.5 s, closed before
-//! they would pass the part target) and segments (cut at IDRs) out, plus the playlist facts.
+//! they would pass the part target) and 1 s segments (cut at IDRs) out, plus the playlist facts.
+//! It asks for the IDR that ends each segment one frame (or the last answer's delay) ahead (the
+//! caller sends the PLI), so a segment closes 1 s after its first keyframe instead of at the
+//! intercom's 2 s GOP.
 //! Pure: no clock, no I/O; `hls_session` drives it and serves what it holds.
 
 use std::collections::VecDeque;
@@ -15,8 +18,9 @@ use crate::proto::hls::{PartInfo, Playlist, SegmentInfo};
 /// Part target, seconds and 90 kHz ticks.
 pub const PART_TARGET: f64 = 0.5;
 const PART_TARGET_TICKS: u64 = 45_000;
-/// Smallest target duration announced (the simulator's GOP is 2 s).
-pub const MIN_TARGET: u32 = 2;
+/// The target duration announced, seconds: segments end at the IDR asked for ~1 s after their
+/// first one. It grows (as RFC 8216 rounding demands) only if the intercom ignores the requests.
+pub const TARGET: u32 = 1;
 /// Complete segments listed in the playlist, and kept for late downloads.
 const LISTED: usize = 6;
 const KEPT: usize = 10;
@@ -69,7 +73,13 @@ pub struct Muxer {
     pending_discontinuity: bool,
     waiting_idr: bool,
     last_frame_ticks: u64,
-    idr_asked_for: Option<u64>,
+    /// The segment an IDR was asked for, and the pts of the frame that asked.
+    idr_asked: Option<(u64, u64)>,
+    /// How long the last answer took (request → IDR, 90 kHz; 0 until one came): requests go
+    /// out that much ahead of the target, so a slow unit still closes segments at ~1 s.
+    answer_lag: u64,
+    /// The first segment was dropped once for outgrowing the target (see `push_video`).
+    dropped_first: bool,
     pub error: Option<String>,
 }
 
@@ -93,15 +103,15 @@ impl Muxer {
         Ok(Self {
             init: Some(fmp4::init_segment(&video, audio.as_ref())?.into()),
             sps: info.sps.clone(),
-            target: MIN_TARGET,
+            target: TARGET,
             waiting_idr: true,
             last_frame_ticks: 9000,
             ..Self::default()
         })
     }
 
-    /// Takes one frame; returns true when the open segment is long enough that an IDR should
-    /// be asked for (the intercom's GOP is longer than our target).
+    /// Takes one frame; returns true when an IDR should be asked for now: the open segment
+    /// reaches the target at the next frame (the intercom's GOP is longer than our target).
     pub fn push(&mut self, frame: &Frame) -> bool {
         match frame {
             Frame::Video(v) => return self.push_video(v),
@@ -140,6 +150,20 @@ impl Muxer {
                 self.error = Some("the picture format changed; reload the stream".into());
                 return false;
             }
+            if let Some((msn, at)) = self.idr_asked
+                && self
+                    .segments
+                    .back()
+                    .is_none_or(|s| s.msn == msn && !s.complete)
+            {
+                // The answer (or the unit's own IDR after the request: either way, how far
+                // ahead to ask next time), at most half a target; also after the first segment
+                // was dropped for a late answer, so the next one asks early enough.
+                self.answer_lag = v
+                    .pts
+                    .saturating_sub(at)
+                    .min(u64::from(self.target) * 45_000);
+            }
             self.close_part(v.pts);
             self.close_segment();
             self.waiting_idr = false;
@@ -157,9 +181,21 @@ impl Muxer {
                 independent: true,
                 ..OpenPart::default()
             });
-        } else if let Some(first) = self.open.as_ref().and_then(|o| o.video.first()) {
-            // Close the part before this frame would take it past the part target.
-            if v.pts.saturating_sub(first.pts) + self.last_frame_ticks > PART_TARGET_TICKS {
+        } else {
+            if self.first_segment_outgrown(v.pts) {
+                // Started from a GOP the hub had cached (a warm join) or an IDR request that was
+                // not answered in time: it would raise the target for the whole session. Drop
+                // it once and start at the IDR already asked for.
+                self.dropped_first = true;
+                self.open = None;
+                self.segments.pop_back();
+                self.waiting_idr = true;
+                return false;
+            }
+            if let Some(first) = self.open.as_ref().and_then(|o| o.video.first())
+                // Close the part before this frame would take it past the part target.
+                && v.pts.saturating_sub(first.pts) + self.last_frame_ticks > PART_TARGET_TICKS
+            {
                 self.close_part(v.pts);
                 self.open = Some(OpenPart::default());
             }
@@ -167,18 +203,36 @@ impl Muxer {
         if let Some(open) = self.open.as_mut() {
             open.video.push(v.clone());
         }
-        // Ask once per segment that outgrows the target (the intercom answers a PLI with an IDR).
+        // Ask once per segment, so that the answer (the next frame at best: the simulator; the
+        // last answer's delay if longer) lands at the target, with half a frame of slack.
+        let target_ticks = u64::from(self.target) * 90_000;
+        let ahead = self.answer_lag.max(self.last_frame_ticks) + self.last_frame_ticks / 2;
         match self.segments.back() {
             Some(s)
                 if !s.complete
-                    && self.idr_asked_for != Some(s.msn)
-                    && v.pts.saturating_sub(s.start_pts) > u64::from(self.target) * 90_000 =>
+                    && self.idr_asked.is_none_or(|(msn, _)| msn != s.msn)
+                    && v.pts.saturating_sub(s.start_pts) + ahead >= target_ticks =>
             {
-                self.idr_asked_for = Some(s.msn);
+                self.idr_asked = Some((s.msn, v.pts));
                 true
             }
             _ => false,
         }
+    }
+
+    /// Whether the session's first segment, still open, can no longer close within the target
+    /// (its duration would round above it) now that the frame at `pts` came without an IDR.
+    /// Only once per session: if the intercom ignores IDR requests, the target grows instead.
+    fn first_segment_outgrown(&self, pts: u64) -> bool {
+        let Some(s) = self.segments.back() else {
+            return false;
+        };
+        let limit = u64::from(self.target) * 90_000 + 45_000;
+        !self.dropped_first
+            && self.segments.len() == 1
+            && !s.complete
+            && !s.discontinuity
+            && pts.saturating_sub(s.start_pts) + self.last_frame_ticks >= limit
     }
 
     /// Writes the open part (its last frame lasts until `end_pts`) into the open segment.
@@ -316,132 +370,4 @@ fn sample_avcc(v: &VideoFrame) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::SystemTime;
-
-    use super::*;
-    use crate::media::transcode::AacFrame;
-    use crate::proto::aac::AudioSpecificConfig;
-    use crate::proto::h264::{AccessUnit, SpsInfo};
-
-    use crate::proto::h264::testdata::{PPS, SPS};
-
-    fn muxer() -> Muxer {
-        let info = StreamInfo {
-            sps: Bytes::from_static(SPS),
-            pps: Bytes::from_static(PPS),
-            video: SpsInfo::parse(SPS).expect("sps"),
-            audio: Some(AudioSpecificConfig::aac_lc(16_000, 1)),
-        };
-        Muxer::new(&info).expect("muxer")
-    }
-
-    /// Frame `n` at 10 fps; an IDR (with SPS/PPS) every `gop` frames.
-    fn video(n: u64, gop: u64) -> Frame {
-        let key = n.is_multiple_of(gop);
-        let mut nals = Vec::new();
-        if key {
-            nals.extend([Bytes::from_static(SPS), Bytes::from_static(PPS)]);
-        }
-        nals.push(Bytes::from(vec![
-            if key { 0x65 } else { 0x41 },
-            0x88,
-            n as u8,
-        ]));
-        Frame::Video(Arc::new(VideoFrame {
-            pts: 90_000 + n * 9000,
-            au: AccessUnit {
-                timestamp: (n * 9000) as u32,
-                nals,
-                keyframe: key,
-            },
-            received: SystemTime::now(),
-        }))
-    }
-
-    fn audio(n: u64) -> Frame {
-        Frame::Audio(Arc::new(AudioFrame {
-            pts: 16_000 + n * 1024,
-            frame: AacFrame {
-                pts: n * 1024,
-                duration: 1024,
-                data: Bytes::from_static(&[0x21, 0x10, 0x04]),
-            },
-        }))
-    }
-
-    /// Video at 10 fps and AAC frames (64 ms) interleaved by time, for `secs` seconds.
-    fn feed(m: &mut Muxer, from: u64, frames: u64, gop: u64) -> usize {
-        let mut asked = 0;
-        let mut a = from * 9000 / 5760;
-        for n in from..from + frames {
-            asked += usize::from(m.push(&video(n, gop)));
-            while a * 5760 < (n + 1) * 9000 {
-                m.push(&audio(a));
-                a += 1;
-            }
-        }
-        asked
-    }
-
-    #[test]
-    fn segments_start_at_idrs_and_parts_stay_within_the_target() {
-        let mut m = muxer();
-        assert!(
-            m.init
-                .as_ref()
-                .is_some_and(|i| i.windows(4).any(|w| w == b"mp4a"))
-        );
-        feed(&mut m, 0, 50, 20);
-        assert_eq!(m.complete_segments(), 2);
-        let pl = m.playlist();
-        assert_eq!(pl.target_duration, 2);
-        let msns: Vec<u64> = pl.segments.iter().map(|s| s.msn).collect();
-        assert_eq!(msns, vec![0, 1, 2]);
-        for s in pl.segments.iter().filter(|s| s.complete) {
-            assert!((s.duration - 2.0).abs() < 1e-9, "{s:?}");
-            assert_eq!(s.parts.len(), 4);
-            assert!(s.parts[0].independent && !s.parts[1].independent);
-            assert!(s.parts.iter().all(|p| p.duration <= PART_TARGET + 1e-9));
-        }
-        let seg = m.segment(1).expect("segment 1").bytes();
-        assert_eq!(&seg[4..8], b"moof");
-        assert!(seg.windows(4).filter(|w| w == b"moof").count() == 4);
-        // Parameter sets live in avcC, not in the samples.
-        assert!(!seg.windows(SPS.len()).any(|w| w == SPS));
-        assert!(!pl.segments[2].complete);
-        assert!(pl.render().contains("#EXT-X-PRELOAD-HINT"));
-    }
-
-    #[test]
-    fn a_discontinuity_waits_for_the_next_idr_and_is_marked() {
-        let mut m = muxer();
-        feed(&mut m, 0, 25, 20);
-        m.push(&Frame::Discontinuity);
-        feed(&mut m, 25, 15, 20); // no IDR among these: dropped
-        assert_eq!(m.newest_msn(), Some(1));
-        feed(&mut m, 40, 21, 20);
-        let pl = m.playlist();
-        let last_two: Vec<bool> = pl.segments.iter().map(|s| s.discontinuity).collect();
-        assert_eq!(last_two, vec![false, false, true, false]);
-        assert!(pl.render().contains("#EXT-X-DISCONTINUITY\n"));
-    }
-
-    #[test]
-    fn a_long_gop_asks_for_one_idr_per_segment_and_grows_the_target() {
-        let mut m = muxer();
-        assert_eq!(feed(&mut m, 0, 61, 60), 1);
-        assert_eq!(m.target_duration(), 6);
-        assert_eq!(m.complete_segments(), 1);
-    }
-
-    #[test]
-    fn old_segments_are_dropped_and_the_playlist_lists_six() {
-        let mut m = muxer();
-        feed(&mut m, 0, 20 * 14 + 1, 20);
-        assert_eq!(m.complete_segments(), KEPT);
-        assert!(m.segment(0).is_none() && m.segment(4).is_some());
-        let pl = m.playlist();
-        assert_eq!(pl.segments.iter().filter(|s| s.complete).count(), LISTED);
-    }
-}
+mod tests;

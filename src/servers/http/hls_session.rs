@@ -1,6 +1,7 @@
 //! One HLS session per panel: while its playlist or media is requested it holds ONE hub lease
-//! and feeds the frames to the `Muxer`; after 2 × the target duration without a request it drops
-//! the lease, so the call ends when the last tab closes. Requests wait here for parts/segments.
+//! and feeds the frames to the `Muxer` (sending the IDR requests it makes: one per 1 s segment);
+//! after `IDLE` (at least 2 × the target duration) without a request it drops the lease, so the
+//! call ends when the last tab closes. Requests wait here for parts/segments.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,8 +9,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::hls_muxer::{MIN_TARGET, Muxer};
+use super::hls_muxer::{Muxer, TARGET};
 use crate::media::hub::{StreamHub, ViewerKind};
+
+/// A session without requests for this long (or 2 × the target duration if longer) ends. Not
+/// tied to the 1 s target: a player that reloads late or a throttled background tab keeps it.
+const IDLE: Duration = Duration::from_secs(4);
 
 /// What requests wait on.
 pub struct Session {
@@ -202,8 +207,8 @@ async fn run(hub: StreamHub, session: Arc<Session>) {
                     .lock()
                     .ok()
                     .and_then(|m| m.as_ref().map(Muxer::target_duration))
-                    .unwrap_or(MIN_TARGET);
-                if session.idle_for() > Duration::from_secs(2 * u64::from(target)) {
+                    .unwrap_or(TARGET);
+                if session.idle_for() > IDLE.max(Duration::from_secs(2 * u64::from(target))) {
                     break None;
                 }
             }

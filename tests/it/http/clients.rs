@@ -23,8 +23,8 @@ pub(super) async fn serve(state: HttpState, stop: CancellationToken) -> SocketAd
 }
 
 /// A minimal HTTP/1.1 GET: status, headers, then the body read by length, chunks or to EOF.
-struct Response {
-    status: u16,
+pub(super) struct Response {
+    pub(super) status: u16,
     headers: Vec<(String, String)>,
     reader: BufReader<TcpStream>,
     chunked: bool,
@@ -67,7 +67,7 @@ impl Response {
         Some(buf)
     }
 
-    async fn body(&mut self) -> Vec<u8> {
+    pub(super) async fn body(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         while let Some(piece) = self.next().await {
             out.extend_from_slice(&piece);
@@ -76,7 +76,7 @@ impl Response {
     }
 }
 
-async fn http_get(addr: SocketAddr, path: &str) -> Response {
+pub(super) async fn http_get(addr: SocketAddr, path: &str) -> Response {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(req.as_bytes()).await.expect("send");
