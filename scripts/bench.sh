@@ -4,6 +4,8 @@
 #                                          # 20 s each, 3 repeats, 20 cold starts, 100 rings
 #   BENCH_SECONDS=10 BENCH_REPEATS=1 BENCH_RINGS=20 scripts/bench.sh   # a quicker run
 #   BENCH_PROFILE=100 scripts/bench.sh     # only: perf profile of the bridge with 100 readers
+#   BENCH_IDLE_CALLS=50                    # calls before the idle CPU/RSS figure (the first
+#                                          # BENCH_COLD of them give the cold-start latencies)
 # Needs scripts/setup-debian.sh (ffmpeg, mosquitto, gir1.2-gst-rtsp-server-1.0, python3-gst-1.0).
 # Output: target/bench/bench.json (+ the process logs' directory, named in it). Not part of CI.
 set -euo pipefail
@@ -23,5 +25,6 @@ fi
 exec /usr/bin/python3 benches/bench.py --bin target/release/c300x-bridge --clip "$clip" \
   --gst benches/gst_rtsp_server.py --out "$out/bench.json" \
   --readers "${BENCH_READERS:-0,1,10,50,100,200}" --seconds "${BENCH_SECONDS:-20}" \
-  --repeats "${BENCH_REPEATS:-3}" --cold "${BENCH_COLD:-20}" --joins "${BENCH_JOINS:-10}" \
+  --repeats "${BENCH_REPEATS:-3}" --cold "${BENCH_COLD:-20}" \
+  --idle-calls "${BENCH_IDLE_CALLS:-50}" --joins "${BENCH_JOINS:-10}" \
   --rings "${BENCH_RINGS:-100}" ${BENCH_PROFILE:+--profile "$BENCH_PROFILE"}
