@@ -68,6 +68,23 @@ def rss_kb(pid):
     return 0
 
 
+def rss_split_kb(pid):
+    """RssAnon / RssFile / RssShmem of `pid` (kB): heap and stacks vs mapped files (the binary,
+    shared libraries)."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key = line.split(":", 1)[0]
+            if key in ("RssAnon", "RssFile", "RssShmem"):
+                out[key] = int(line.split()[1])
+    return out
+
+
+def links_ffmpeg_dynamically(pid):
+    with open(f"/proc/{pid}/maps") as f:
+        return any("libavcodec" in line for line in f)
+
+
 def summary(values):
     if not values:
         return None
@@ -450,6 +467,8 @@ async def main():
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cold", type=int, default=20)
+    ap.add_argument("--idle-calls", type=int, default=50,
+                    help="calls on the cold-start bridge before its idle CPU/RSS (at least --cold)")
     ap.add_argument("--joins", type=int, default=10)
     ap.add_argument("--rings", type=int, default=100)
     ap.add_argument("--hls", type=int, default=3, help="HLS cold starts")
@@ -500,12 +519,21 @@ async def main():
         if a.cold > 0 or a.hls > 0:  # both 0: the load phase alone
             sim, bridge, url, http = start_pair(procs, a.bin, "cold", 1)
         if a.cold > 0:
+            fresh = rss_split_kb(bridge.pid) | {"rss": rss_kb(bridge.pid)}
             cold = await cold_starts(url, a.cold, 1)
             result["cold_start_ms"] = {"values": cold, "median": statistics.median(cold) if cold else None,
                                        "p95": pct(cold, 95) if cold else None}
+            # More calls the same way, up to --idle-calls, for the idle figure (latencies unused).
+            await cold_starts(url, max(0, a.idle_calls - a.cold), 1)
             await asyncio.sleep(3)
             cpu, rss = await measure(bridge.pid, min(a.seconds, 10))
-            result["idle_after_calls"] = {"calls": a.cold, "cpu_pct": cpu, "rss_mb": rss}
+            split = rss_split_kb(bridge.pid)
+            result["idle_after_calls"] = {
+                "calls": max(a.cold, a.idle_calls), "cpu_pct": cpu, "rss_mb": rss,
+                "anon_mb": split.get("RssAnon", 0) / 1024, "file_mb": split.get("RssFile", 0) / 1024,
+                "shmem_mb": split.get("RssShmem", 0) / 1024,
+                "fresh_mb": {k: v / 1024 for k, v in fresh.items()},
+                "ffmpeg": "dynamic" if links_ffmpeg_dynamically(bridge.pid) else "static"}
         if a.hls > 0:
             result["hls_cold"] = [await hls_cold(http, url, 1) for _ in range(a.hls)]
         if a.cold > 0:
@@ -599,7 +627,10 @@ def print_latencies(r):
         print(f"cold start (DESCRIBE → first IDR − {ANSWER_DELAY_MS} ms answer delay): median {c['median']:.0f} ms, "
               f"p95 {c['p95']:.0f} ms ({len(c['values'])} calls)")
     i = r["idle_after_calls"]
-    print(f"idle after {i['calls']} calls: {i['cpu_pct']:.2f} % CPU, RSS {i['rss_mb']:.1f} MB")
+    fr = i["fresh_mb"]
+    print(f"idle after {i['calls']} calls: {i['cpu_pct']:.2f} % CPU, RSS {i['rss_mb']:.1f} MB "
+          f"(anon {i['anon_mb']:.1f}, file {i['file_mb']:.1f}; FFmpeg {i['ffmpeg']}); before any call "
+          f"{fr['rss']:.1f} MB (anon {fr.get('RssAnon', 0):.1f}, file {fr.get('RssFile', 0):.1f})")
     m = r["mjpeg_viewer"]
     print(f"MJPEG viewer: {m['cost_pct']:.2f} % of a core ({m['cpu_pct_plus_one_mjpeg_viewer']:.2f} % with it, "
           f"{m['cpu_pct_with_one_rtsp_reader']:.2f} % without)")

@@ -5,6 +5,7 @@
 //! naming it), and shuts down in order within 5 s: servers and hubs (BYE), then the SIP agent
 //! (un-REGISTER), then whatever is left is aborted.
 
+pub mod memory;
 mod supervisor;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -201,6 +202,11 @@ pub async fn run_with(
         }
         None => tracing::info!("MQTT off: no broker configured (set mqtt_url)"),
     }
+    // Freed call buffers back to the kernel once every hub is idle (issue 13: idle RSS).
+    parts.spawn(
+        "memory",
+        memory::trim_when_idle(hubs.clone(), server_stop.clone()),
+    );
     parts.spawn(
         "events",
         log_registration(intercom.clone(), server_stop.clone()),

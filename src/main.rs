@@ -127,6 +127,8 @@ fn parse_sim_panel(text: &str) -> Result<SimPanel, String> {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists (the allocator's arenas are per thread).
+    c300x_bridge::app::memory::tune();
     let cli = Cli::parse();
     let sources = match sources(&cli.sources) {
         Ok(s) => s,

@@ -193,12 +193,14 @@ impl Fanout {
         self.feed_taps(&Frame::Discontinuity);
     }
 
-    /// The call is over: joiners now wait for the next call's keyframe.
+    /// The call is over: joiners now wait for the next call's keyframe. The transcoder goes
+    /// too (FFmpeg's AAC encoder holds about 1 MB; the next call makes its own).
     pub fn end_call(&mut self) {
         self.release_held();
         self.gop.clear();
         self.call = None;
         self.silence = None;
+        self.transcoder = None;
     }
 
     /// The source sends audio from now on (a previewed ring was answered): no more silence.
