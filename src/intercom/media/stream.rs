@@ -29,6 +29,11 @@ const MAX_DATAGRAM: usize = 2048;
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// At most this many datagrams per drain, so a flood cannot hold the task.
 const MAX_DRAIN: usize = 512;
+/// A drain that found this many datagrams (a flood, or a burst beyond any keyframe's) drains
+/// again after `BUSY_POLL` instead of the next tick: the kernel's buffer (≈ 200 KB) must not
+/// overflow between two drains and drop the intercom's packets along with the forged ones.
+const BUSY_DRAIN: usize = 32;
+const BUSY_POLL: Duration = Duration::from_millis(2);
 /// Speex narrowband frame time and its timestamp step at 8 kHz (§10).
 const SILENCE_INTERVAL: Duration = Duration::from_millis(20);
 const SILENCE_TS_STEP: u32 = 160;
@@ -146,12 +151,14 @@ impl StreamTask {
         let mut talk_rx = self.p.talk.take();
         let mut poll = tokio::time::interval(POLL_INTERVAL);
         poll.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut busy_at: Option<Instant> = None;
         loop {
             let reorder_at = self.reorder.poll_timeout().map(Instant::from_std);
             let pli_at = self.next_pli;
             let wake = tokio::select! {
                 () = cancel.cancelled() => Wake::Cancelled,
                 _ = poll.tick(), if is_video => Wake::Poll,
+                () = sleep_until(busy_at), if busy_at.is_some() => Wake::Poll,
                 r = self.p.pair.rtcp.recv_from(&mut rtcp_buf) => Wake::Rtcp(r.map(|(n, _)| n)),
                 _ = silence.tick(), if is_audio => Wake::Silence,
                 f = recv_talk(&mut talk_rx), if talk_rx.is_some() => Wake::Talk(f),
@@ -162,7 +169,7 @@ impl StreamTask {
             };
             match wake {
                 Wake::Cancelled => break,
-                Wake::Poll => self.drain_rtp(&mut rtp_buf),
+                Wake::Poll => busy_at = self.drain_rtp(&mut rtp_buf),
                 Wake::Rtcp(Ok(n)) => {
                     let datagram = rtcp_buf.get(..n).unwrap_or_default();
                     self.on_rtcp(datagram);
@@ -173,7 +180,7 @@ impl StreamTask {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
                 Wake::Silence => {
-                    self.drain_rtp(&mut rtp_buf);
+                    busy_at = self.drain_rtp(&mut rtp_buf);
                     for _ in 0..ticks_due(&mut self.audio_clock, Instant::now()) {
                         self.send_audio_tick().await;
                     }
@@ -200,22 +207,26 @@ impl StreamTask {
         tracing::debug!(medium = %self.p.kind, port = self.p.pair.port(), "call media task ended");
     }
 
-    /// Takes every datagram waiting on the RTP port (at most `MAX_DRAIN`).
-    fn drain_rtp(&mut self, buf: &mut [u8]) {
-        for _ in 0..MAX_DRAIN {
+    /// Takes every datagram waiting on the RTP port (at most `MAX_DRAIN`); after a busy drain,
+    /// when to drain again before the next tick.
+    fn drain_rtp(&mut self, buf: &mut [u8]) -> Option<Instant> {
+        let mut taken = 0;
+        while taken < MAX_DRAIN {
             match self.p.pair.rtp.recv_from(buf) {
                 Ok((n, _)) => {
+                    taken += 1;
                     let datagram = buf.get(..n).unwrap_or_default();
                     self.on_rtp_port(datagram);
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 // ICMP errors can surface on recv; the socket stays usable: next tick.
                 Err(e) => {
                     tracing::debug!(medium = %self.p.kind, error = %e, "media recv");
-                    return;
+                    break;
                 }
             }
         }
+        (taken >= BUSY_DRAIN).then(|| Instant::now() + BUSY_POLL)
     }
 
     fn on_rtp_port(&mut self, datagram: &[u8]) {
