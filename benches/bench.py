@@ -45,39 +45,39 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def status_fields(path, keys):
+    """The numeric fields `keys` of a /proc `status` file (kB for the memory ones)."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            key = line.split(":", 1)[0]
+            if key in keys:
+                out[key] = int(line.split()[1])
+    return out
+
+
 def switches(pid):
     """Context switches of every thread of `pid` so far: one per wake-up of a sleeping thread,
     a count that the machine's other load does not change (unlike CPU time)."""
     total = 0
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{tid}/status") as f:
-                for line in f:
-                    if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
-                        total += int(line.split()[1])
+            fields = status_fields(f"/proc/{pid}/task/{tid}/status",
+                                   ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"))
         except FileNotFoundError:
-            pass  # a thread that ended meanwhile
+            continue  # a thread that ended meanwhile
+        total += sum(fields.values())
     return total
 
 
 def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    return status_fields(f"/proc/{pid}/status", ("VmRSS",)).get("VmRSS", 0)
 
 
 def rss_split_kb(pid):
     """RssAnon / RssFile / RssShmem of `pid` (kB): heap and stacks vs mapped files (the binary,
     shared libraries)."""
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key = line.split(":", 1)[0]
-            if key in ("RssAnon", "RssFile", "RssShmem"):
-                out[key] = int(line.split()[1])
-    return out
+    return status_fields(f"/proc/{pid}/status", ("RssAnon", "RssFile", "RssShmem"))
 
 
 def links_ffmpeg_dynamically(pid):
