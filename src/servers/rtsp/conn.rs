@@ -56,6 +56,8 @@ struct Conn {
     pending_udp: Option<UdpPair>,
     /// Frames to send right after the PLAY answer.
     backlog: Vec<Frame>,
+    /// The frames of one write (kept for its capacity).
+    batch: Vec<Frame>,
     /// The last client RTCP over UDP already counted as a keep-alive.
     rtcp_seen: Option<Instant>,
     shutdown: CancellationToken,
@@ -96,6 +98,7 @@ pub(super) async fn serve(
         talk: None,
         pending_udp: None,
         backlog: Vec::new(),
+        batch: Vec::with_capacity(MAX_FRAMES_PER_WRITE),
         rtcp_seen: None,
         shutdown,
     };
@@ -189,20 +192,7 @@ pub(super) async fn serve(
                     tracing::info!(%peer, "RTSP: the hub ended the stream; closing");
                     return Ok("stream_ended");
                 }
-                Ev::Frame(Some(frame)) => {
-                    // What else is queued goes in the same write: one wake-up and one syscall
-                    // for the hub's burst (the audio it held back comes with the next picture).
-                    let mut frames = vec![frame];
-                    if let Some(p) = conn.playout.as_mut() {
-                        while frames.len() < MAX_FRAMES_PER_WRITE {
-                            match p.viewer.frames.try_recv() {
-                                Ok(f) => frames.push(f),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    conn.send_frames(&frames).await?
-                }
+                Ev::Frame(Some(frame)) => conn.send_queued(frame).await?,
                 Ev::Timeout => conn.session.handle_timeout(Instant::now()),
                 Ev::Tick => conn.on_tick().await?,
                 Ev::TalkClosed(e) => {
@@ -471,6 +461,25 @@ impl Conn {
             self.flush(out).await?;
         }
         Ok(())
+    }
+
+    /// Sends `first` and what else is queued in one write: one wake-up and one syscall for the
+    /// hub's burst (the audio it held back comes with the next picture).
+    async fn send_queued(&mut self, first: Frame) -> Result<(), ConnError> {
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.push(first);
+        if let Some(p) = self.playout.as_mut() {
+            while batch.len() < MAX_FRAMES_PER_WRITE {
+                match p.viewer.frames.try_recv() {
+                    Ok(f) => batch.push(f),
+                    Err(_) => break,
+                }
+            }
+        }
+        let sent = self.send_frames(&batch).await;
+        batch.clear();
+        self.batch = batch;
+        sent
     }
 
     async fn send_frames(&mut self, frames: &[Frame]) -> Result<(), ConnError> {
