@@ -122,7 +122,46 @@ fn bind_two(ip: IpAddr, base: u16) -> io::Result<(UdpSocket, UdpSocket)> {
     let rtcp = UdpSocket::bind(SocketAddr::new(ip, base + 1))?;
     rtp.set_nonblocking(true)?;
     rtcp.set_nonblocking(true)?;
+    grow_receive_buffer(&rtp);
     Ok((rtp, rtcp))
+}
+
+/// What the RTP socket asks the kernel to buffer (the kernel doubles it, capped by
+/// `net.core.rmem_max`). The port is drained on a 20 ms tick: the default ≈ 200 KB holds only
+/// ≈ 100 full-size datagrams, so a forged flood or a task stalled by a busy machine made the
+/// kernel drop the intercom's video along with the flood.
+const RTP_RECEIVE_BUFFER: libc::c_int = 1 << 20;
+
+/// Best effort, like GStreamer's udpsrc: `SO_RCVBUFFORCE` where we may (CAP_NET_ADMIN, as the
+/// add-on's root), else `SO_RCVBUF` within `rmem_max`; a kernel that refuses both leaves its
+/// default, which works on an unloaded machine.
+fn grow_receive_buffer(socket: &UdpSocket) {
+    let set = set_int_option(socket, libc::SO_RCVBUFFORCE, RTP_RECEIVE_BUFFER)
+        .or_else(|_| set_int_option(socket, libc::SO_RCVBUF, RTP_RECEIVE_BUFFER));
+    if let Err(e) = set {
+        tracing::debug!(error = %e, "SO_RCVBUF on an RTP port");
+    }
+}
+
+fn set_int_option(socket: &UdpSocket, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket descriptor, and an option value that lives across the call with
+    // its exact length.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            std::ptr::from_ref(&value).cast::<libc::c_void>(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Gives a pair back to the pool when dropped (after its sockets: see field order below).
@@ -226,5 +265,48 @@ impl CallSockets {
 
     pub fn ip(&self) -> IpAddr {
         self.ip
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receive_buffer(socket: &UdpSocket) -> libc::c_int {
+        use std::os::fd::AsRawFd;
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: a valid descriptor and an out-value with its exact length.
+        #[allow(unsafe_code)]
+        let rc = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                std::ptr::from_mut(&mut value).cast::<libc::c_void>(),
+                &raw mut len,
+            )
+        };
+        assert_eq!(rc, 0, "getsockopt: {}", io::Error::last_os_error());
+        value
+    }
+
+    #[test]
+    fn the_rtp_port_buffers_what_the_tick_needs_within_the_kernels_cap() {
+        let pool = PortPool::new(41_000, 41_998);
+        let pair = pool
+            .bind_pair(IpAddr::from([127, 0, 0, 1]))
+            .expect("a free pair");
+        let cap = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|s| s.trim().parse::<libc::c_int>().ok())
+            .unwrap_or(0);
+        // Forced (root) or within rmem_max: the kernel doubles what it keeps for bookkeeping.
+        let floor = 2 * RTP_RECEIVE_BUFFER.min(cap);
+        let got = receive_buffer(&pair.rtp);
+        assert!(
+            got >= floor,
+            "RTP SO_RCVBUF {got}, expected ≥ {floor} (rmem_max {cap})"
+        );
     }
 }

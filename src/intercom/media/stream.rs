@@ -30,8 +30,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// At most this many datagrams per drain, so a flood cannot hold the task.
 const MAX_DRAIN: usize = 512;
 /// A drain that found this many datagrams (a flood, or a burst beyond any keyframe's) drains
-/// again after `BUSY_POLL` instead of the next tick: the kernel's buffer (≈ 200 KB) must not
-/// overflow between two drains and drop the intercom's packets along with the forged ones.
+/// again after `BUSY_POLL` instead of the next tick: the kernel's buffer (1–2 MB asked for in
+/// `ports.rs`, ≈ 200 KB where refused) must not overflow between two drains and drop the
+/// intercom's packets along with the forged ones.
 const BUSY_DRAIN: usize = 32;
 const BUSY_POLL: Duration = Duration::from_millis(2);
 /// Speex narrowband frame time and its timestamp step at 8 kHz (§10).
