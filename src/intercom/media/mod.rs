@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::proto::srtp::{SdesKey, SrtpError, SrtpSession};
 
-pub use ports::{CallSockets, PortLease, PortPair, PortPool, TokioPair};
+pub use ports::{CallSockets, PortLease, PortPair, PortPool};
 pub use talk::{MAX_QUEUED, QueueCounts, TalkFrame, TalkSendError, TalkSink, TalkStats};
 
 #[derive(Debug, thiserror::Error)]
@@ -311,7 +311,7 @@ impl CallMedia {
         };
         let audio_params = stream::Params {
             kind: MediaKind::Audio,
-            pair: audio.into_tokio()?,
+            pair: audio,
             rtp_dest: SocketAddr::new(remote.ip, remote.audio_rtp),
             rtcp_dest: SocketAddr::new(remote.ip, remote.audio_rtcp),
             payload_type: remote.audio_pt,
@@ -331,7 +331,7 @@ impl CallMedia {
         };
         let video_params = stream::Params {
             kind: MediaKind::Video,
-            pair: video.into_tokio()?,
+            pair: video,
             rtp_dest: SocketAddr::new(remote.ip, remote.video_rtp),
             rtcp_dest: SocketAddr::new(remote.ip, remote.video_rtcp),
             payload_type: remote.video_pt,

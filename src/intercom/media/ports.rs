@@ -123,23 +123,24 @@ fn bind_two(ip: IpAddr, base: u16) -> io::Result<(UdpSocket, UdpSocket)> {
     rtp.set_nonblocking(true)?;
     rtcp.set_nonblocking(true)?;
     grow_receive_buffer(&rtp);
+    grow_receive_buffer(&rtcp);
     Ok((rtp, rtcp))
 }
 
-/// What the RTP socket asks the kernel to buffer (the kernel doubles it, capped by
-/// `net.core.rmem_max`). The port is drained on a 20 ms tick: the default ≈ 200 KB holds only
+/// What each socket asks the kernel to buffer (the kernel doubles it, capped by
+/// `net.core.rmem_max`). Both are drained on a 20 ms tick: the default ≈ 200 KB holds only
 /// ≈ 100 full-size datagrams, so a forged flood or a task stalled by a busy machine made the
 /// kernel drop the intercom's video along with the flood.
-const RTP_RECEIVE_BUFFER: libc::c_int = 1 << 20;
+const RECEIVE_BUFFER: libc::c_int = 1 << 20;
 
 /// Best effort, like GStreamer's udpsrc: `SO_RCVBUFFORCE` where we may (CAP_NET_ADMIN, as the
 /// add-on's root), else `SO_RCVBUF` within `rmem_max`; a kernel that refuses both leaves its
 /// default, which works on an unloaded machine.
 fn grow_receive_buffer(socket: &UdpSocket) {
-    let set = set_int_option(socket, libc::SO_RCVBUFFORCE, RTP_RECEIVE_BUFFER)
-        .or_else(|_| set_int_option(socket, libc::SO_RCVBUF, RTP_RECEIVE_BUFFER));
+    let set = set_int_option(socket, libc::SO_RCVBUFFORCE, RECEIVE_BUFFER)
+        .or_else(|_| set_int_option(socket, libc::SO_RCVBUF, RECEIVE_BUFFER));
     if let Err(e) = set {
-        tracing::debug!(error = %e, "SO_RCVBUF on an RTP port");
+        tracing::debug!(error = %e, "SO_RCVBUF on a media port");
     }
 }
 
@@ -199,39 +200,10 @@ impl PortPair {
         self.lease.base
     }
 
-    /// Converts RTCP to a tokio socket (needs a runtime); the lease travels along. RTP stays a
-    /// plain non-blocking socket that its task drains on a tick: registered with tokio, every
-    /// datagram (≈ 110/s per call) would wake a worker thread.
-    pub fn into_tokio(self) -> Result<TokioPair, MediaError> {
-        let port = self.port();
-        let rtcp =
-            tokio::net::UdpSocket::from_std(self.rtcp).map_err(|source| MediaError::Socket {
-                port: port + 1,
-                source,
-            })?;
-        Ok(TokioPair {
-            rtp: self.rtp,
-            rtcp,
-            lease: self.lease,
-        })
-    }
-}
-
-/// The form of a [`PortPair`] one media task owns: RTP non-blocking and polled, RTCP tokio's.
-#[derive(Debug)]
-pub struct TokioPair {
-    pub rtp: UdpSocket,
-    pub rtcp: tokio::net::UdpSocket,
-    lease: PortLease,
-}
-
-impl TokioPair {
-    pub fn port(&self) -> u16 {
-        self.lease.base
-    }
-
-    /// The sockets and the lease apart (keep the lease as long as the sockets).
-    pub fn into_parts(self) -> (UdpSocket, tokio::net::UdpSocket, PortLease) {
+    /// The sockets and the lease apart, both plain non-blocking sockets (keep the lease as long
+    /// as the sockets). A call's media task drains both on a tick: registered with tokio, every
+    /// datagram (≈ 110/s per call, and every packet of a flood) would wake a worker thread.
+    pub fn into_parts(self) -> (UdpSocket, UdpSocket, PortLease) {
         (self.rtp, self.rtcp, self.lease)
     }
 }
@@ -292,7 +264,7 @@ mod tests {
     }
 
     #[test]
-    fn the_rtp_port_buffers_what_the_tick_needs_within_the_kernels_cap() {
+    fn both_ports_buffer_what_the_tick_needs_within_the_kernels_cap() {
         let pool = PortPool::new(41_000, 41_998);
         let pair = pool
             .bind_pair(IpAddr::from([127, 0, 0, 1]))
@@ -302,11 +274,13 @@ mod tests {
             .and_then(|s| s.trim().parse::<libc::c_int>().ok())
             .unwrap_or(0);
         // Forced (root) or within rmem_max: the kernel doubles what it keeps for bookkeeping.
-        let floor = 2 * RTP_RECEIVE_BUFFER.min(cap);
-        let got = receive_buffer(&pair.rtp);
-        assert!(
-            got >= floor,
-            "RTP SO_RCVBUF {got}, expected ≥ {floor} (rmem_max {cap})"
-        );
+        let floor = 2 * RECEIVE_BUFFER.min(cap);
+        for (name, socket) in [("RTP", &pair.rtp), ("RTCP", &pair.rtcp)] {
+            let got = receive_buffer(socket);
+            assert!(
+                got >= floor,
+                "{name} SO_RCVBUF {got}, expected ≥ {floor} (rmem_max {cap})"
+            );
+        }
     }
 }

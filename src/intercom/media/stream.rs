@@ -12,7 +12,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::ports::TokioPair;
+use super::ports::PortPair;
 use super::reception::Reception;
 use super::talk::{self, TalkFrame, TalkQueue, Tick};
 use super::{MediaKind, MediaPacket, Shared, StreamCounters, add};
@@ -59,7 +59,7 @@ const PT_SDES: u8 = 202;
 
 pub(super) struct Params {
     pub kind: MediaKind,
-    pub pair: TokioPair,
+    pub pair: PortPair,
     pub rtp_dest: SocketAddr,
     pub rtcp_dest: SocketAddr,
     pub payload_type: u8,
@@ -93,11 +93,17 @@ pub(super) struct StreamTask {
     audio_clock: Option<Instant>,
 }
 
+/// The two sockets of a medium.
+#[derive(Clone, Copy)]
+enum Port {
+    Rtp,
+    Rtcp,
+}
+
 /// What woke the task.
 enum Wake {
     Cancelled,
     Poll,
-    Rtcp(std::io::Result<usize>),
     Silence,
     Talk(Option<TalkFrame>),
     Report,
@@ -141,8 +147,7 @@ impl StreamTask {
     }
 
     pub(super) async fn run(mut self, cancel: CancellationToken) {
-        let mut rtp_buf = vec![0u8; MAX_DATAGRAM];
-        let mut rtcp_buf = vec![0u8; MAX_DATAGRAM];
+        let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut silence = tokio::time::interval(SILENCE_INTERVAL);
         silence.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut report = tokio::time::interval(REPORT_INTERVAL);
@@ -160,7 +165,6 @@ impl StreamTask {
                 () = cancel.cancelled() => Wake::Cancelled,
                 _ = poll.tick(), if is_video => Wake::Poll,
                 () = sleep_until(busy_at), if busy_at.is_some() => Wake::Poll,
-                r = self.p.pair.rtcp.recv_from(&mut rtcp_buf) => Wake::Rtcp(r.map(|(n, _)| n)),
                 _ = silence.tick(), if is_audio => Wake::Silence,
                 f = recv_talk(&mut talk_rx), if talk_rx.is_some() => Wake::Talk(f),
                 _ = report.tick() => Wake::Report,
@@ -170,20 +174,11 @@ impl StreamTask {
             };
             match wake {
                 Wake::Cancelled => break,
-                Wake::Poll => busy_at = self.drain_rtp(&mut rtp_buf),
-                Wake::Rtcp(Ok(n)) => {
-                    let datagram = rtcp_buf.get(..n).unwrap_or_default();
-                    self.on_rtcp(datagram);
-                }
-                // ICMP errors can surface on recv; the socket stays usable.
-                Wake::Rtcp(Err(e)) => {
-                    tracing::debug!(medium = %self.p.kind, error = %e, "media recv");
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
+                Wake::Poll => busy_at = self.drain(&mut buf),
                 Wake::Silence => {
-                    busy_at = self.drain_rtp(&mut rtp_buf);
+                    busy_at = self.drain(&mut buf);
                     for _ in 0..ticks_due(&mut self.audio_clock, Instant::now()) {
-                        self.send_audio_tick().await;
+                        self.send_audio_tick();
                     }
                 }
                 Wake::Talk(Some(frame)) => {
@@ -192,8 +187,8 @@ impl StreamTask {
                 }
                 // Every sink is gone (the call's media handle was dropped).
                 Wake::Talk(None) => talk_rx = None,
-                Wake::Report => self.send_report(false).await,
-                Wake::Pli => self.send_report(true).await,
+                Wake::Report => self.send_report(false),
+                Wake::Pli => self.send_report(true),
                 Wake::KeyframeRequest => {
                     self.next_pli = Some(Instant::now());
                 }
@@ -208,16 +203,29 @@ impl StreamTask {
         tracing::debug!(medium = %self.p.kind, port = self.p.pair.port(), "call media task ended");
     }
 
-    /// Takes every datagram waiting on the RTP port (at most `MAX_DRAIN`); after a busy drain,
-    /// when to drain again before the next tick.
-    fn drain_rtp(&mut self, buf: &mut [u8]) -> Option<Instant> {
+    /// Takes every datagram waiting on the RTP and the RTCP port (at most `MAX_DRAIN` from
+    /// each); after a busy drain, when to drain again before the next tick.
+    fn drain(&mut self, buf: &mut [u8]) -> Option<Instant> {
+        let rtp = self.drain_socket(Port::Rtp, buf);
+        let rtcp = self.drain_socket(Port::Rtcp, buf);
+        (rtp.max(rtcp) >= BUSY_DRAIN).then(|| Instant::now() + BUSY_POLL)
+    }
+
+    fn drain_socket(&mut self, port: Port, buf: &mut [u8]) -> usize {
         let mut taken = 0;
         while taken < MAX_DRAIN {
-            match self.p.pair.rtp.recv_from(buf) {
+            let socket = match port {
+                Port::Rtp => &self.p.pair.rtp,
+                Port::Rtcp => &self.p.pair.rtcp,
+            };
+            match socket.recv_from(buf) {
                 Ok((n, _)) => {
                     taken += 1;
                     let datagram = buf.get(..n).unwrap_or_default();
-                    self.on_rtp_port(datagram);
+                    match port {
+                        Port::Rtp => self.on_rtp_port(datagram),
+                        Port::Rtcp => self.on_rtcp(datagram),
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 // ICMP errors can surface on recv; the socket stays usable: next tick.
@@ -227,7 +235,7 @@ impl StreamTask {
                 }
             }
         }
-        (taken >= BUSY_DRAIN).then(|| Instant::now() + BUSY_POLL)
+        taken
     }
 
     fn on_rtp_port(&mut self, datagram: &[u8]) {
@@ -346,7 +354,7 @@ impl StreamTask {
 
     /// The 20 ms audio tick: the next talk frame if someone talks, else the silence keep-alive;
     /// either way the same SSRC, the next sequence number and timestamp + 160.
-    async fn send_audio_tick(&mut self) {
+    fn send_audio_tick(&mut self) {
         if self.shared.audio_muted.load(Ordering::Relaxed) {
             // A ring's silent preview (our 183 said `a=inactive`): nothing is sent. Time passes
             // for the receiver's jitter buffer; the sequence does not (no loss).
@@ -370,7 +378,7 @@ impl StreamTask {
         self.ts = self.ts.wrapping_add(SILENCE_TS_STEP);
         match self.p.tx.protect_rtp(&header.to_packet(payload)) {
             Ok(packet) => {
-                if send_rtp(&self.p.pair.rtp, self.p.rtp_dest, &packet) {
+                if send(&self.p.pair.rtp, self.p.rtp_dest, &packet) {
                     add(&self.counters().rtp_sent, 1);
                     if let Some(captured) = captured {
                         let now = Instant::now().into_std();
@@ -389,7 +397,7 @@ impl StreamTask {
     }
 
     /// An SRTCP compound RR + SDES, with a PLI appended when `pli` is set.
-    async fn send_report(&mut self, pli: bool) {
+    fn send_report(&mut self, pli: bool) {
         let now = Instant::now();
         let blocks: Vec<_> = self
             .reception
@@ -410,7 +418,7 @@ impl StreamTask {
                 return;
             }
         };
-        if send(&self.p.pair.rtcp, self.p.rtcp_dest, &packet).await {
+        if send(&self.p.pair.rtcp, self.p.rtcp_dest, &packet) {
             add(&self.counters().rtcp_sent, 1);
             if pli {
                 add(&self.shared.plis_sent, 1);
@@ -455,20 +463,10 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Our RTP (silence, talk) on the non-blocking socket: a full send buffer drops the packet,
-/// as a router would.
-fn send_rtp(socket: &std::net::UdpSocket, dest: SocketAddr, packet: &[u8]) -> bool {
+/// Our RTP (silence, talk) or RTCP on its non-blocking socket: a full send buffer drops the
+/// packet, as a router would.
+fn send(socket: &std::net::UdpSocket, dest: SocketAddr, packet: &[u8]) -> bool {
     match socket.send_to(packet, dest) {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::debug!(%dest, error = %e, "media send failed");
-            false
-        }
-    }
-}
-
-async fn send(socket: &tokio::net::UdpSocket, dest: SocketAddr, packet: &[u8]) -> bool {
-    match socket.send_to(packet, dest).await {
         Ok(_) => true,
         Err(e) => {
             tracing::debug!(%dest, error = %e, "media send failed");

@@ -47,12 +47,13 @@ impl UdpPair {
 
 /// Binds a pair on `ip` from the shared pool (the same one the intercom's calls use).
 pub(super) fn bind_pair(ip: IpAddr, pool: &PortPool) -> Result<UdpPair, UdpError> {
-    let (rtp, rtcp, lease) = pool.bind_pair(ip)?.into_tokio()?.into_parts();
-    // Our RTP socket only sends here: tokio's, like RTCP.
-    let rtp = UdpSocket::from_std(rtp).map_err(|source| MediaError::Socket {
-        port: lease.port(),
-        source,
-    })?;
+    let (rtp, rtcp, lease) = pool.bind_pair(ip)?.into_parts();
+    // Both tokio's here: RTP only sends, RTCP is read as it comes (a client's reports are rare).
+    let tokio = |socket, port| {
+        UdpSocket::from_std(socket).map_err(|source| MediaError::Socket { port, source })
+    };
+    let rtp = tokio(rtp, lease.port())?;
+    let rtcp = tokio(rtcp, lease.port() + 1)?;
     Ok(spawn_reader(rtp, rtcp, lease))
 }
 

@@ -376,6 +376,9 @@ async fn forged_srtp_flood_leaves_the_video_on_and_memory_flat() {
     assert!(warm > 30, "video before the flood: {warm}");
     let rss_before = b.rss_kib();
     let failures_before = b.metric("c300x_srtp_auth_failures_total").await;
+    let frames_before = b.metric("c300x_frames_in_total").await;
+    let dropped_before = b.metric("c300x_frames_dropped_total").await;
+    let plis_before = stat(&sim, |s| &s.plis_received);
     // 200,000 packets with random SSRCs, sequence numbers and tags on the call's four ports,
     // paced at ~40,000/s so the bridge, not the kernel, sees them.
     let ports: Vec<u16> = (b.rtp_min..b.rtp_min + 4).collect();
@@ -412,7 +415,8 @@ async fn forged_srtp_flood_leaves_the_video_on_and_memory_flat() {
         }
         start.elapsed()
     });
-    // The reader counts video packets per 500 ms while the flood runs.
+    // The reader counts video packets per 500 ms while the flood runs (printed: on a machine
+    // busy enough to stall a process, a bucket may be late, which is not a loss).
     let mut buckets = Vec::new();
     while !sender.is_finished() {
         let mut n = 0;
@@ -434,17 +438,20 @@ async fn forged_srtp_flood_leaves_the_video_on_and_memory_flat() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_after = b.rss_kib();
     let failures = b.metric("c300x_srtp_auth_failures_total").await - failures_before;
+    let frames = b.metric("c300x_frames_in_total").await - frames_before;
+    let dropped = b.metric("c300x_frames_dropped_total").await - dropped_before;
+    // A lost video packet makes the bridge wait for a keyframe and ask the unit for one.
+    let plis = stat(&sim, |s| &s.plis_received) - plis_before;
     eprintln!(
         "SRTP flood: 200000 forged packets in {:.1} s, {failures} reached the bridge and failed authentication; \
-         RSS {rss_before} KiB → {rss_after} KiB ({:+} KiB); video packets per 500 ms during the flood: {buckets:?}",
+         RSS {rss_before} KiB → {rss_after} KiB ({:+} KiB); video packets per 500 ms during the flood: {buckets:?}; \
+         {frames} frames in, {dropped} dropped for the reader, {plis} PLIs",
         took.as_secs_f64(),
         rss_after as i64 - rss_before as i64
     );
-    assert!(
-        buckets.iter().all(|n| *n > 0),
-        "video uninterrupted: {buckets:?}"
-    );
-    assert!(after > 0);
+    assert_eq!(plis, 0, "no video lost: the picture never broke");
+    assert_eq!(dropped, 0, "the reader got every frame");
+    assert!(frames > 0 && buckets.iter().sum::<u32>() > 0 && after > 0);
     assert_eq!(stat(&sim, |s| &s.invites_received), 1, "no call restart");
     assert!(
         failures > 100_000,
