@@ -3,6 +3,7 @@
 //! offered) — c300x-protocol.md §4.2–§5, §9, §10. One task per socket pair; depacketizing and
 //! Speex encoding are not here (talk frames arrive encoded through a `TalkSink`).
 
+mod pacing;
 mod ports;
 mod reception;
 mod stream;

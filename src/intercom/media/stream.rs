@@ -12,6 +12,9 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use super::pacing::{
+    FirstPicture, MAX_DRAIN, POLL_INTERVAL, SILENCE_INTERVAL, redrain_at, ticks_due,
+};
 use super::ports::PortPair;
 use super::reception::Reception;
 use super::talk::{self, TalkFrame, TalkQueue, Tick};
@@ -23,25 +26,6 @@ use crate::proto::rtp::{RtpHeader, RtpPacket};
 use crate::proto::srtp::SrtpSession;
 
 const MAX_DATAGRAM: usize = 2048;
-/// How often the RTP socket is drained (the audio task: on its 20 ms silence tick). Waking per
-/// datagram cost a thread wake-up each (≈ 110 per second per call, BENCHMARKS.md); ≤ 20 ms in
-/// the kernel's buffer is nothing to a jitter buffer or a keyframe wait.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
-/// At most this many datagrams per drain, so a flood cannot hold the task.
-const MAX_DRAIN: usize = 512;
-/// A drain that found this many datagrams (a flood, or a burst beyond any keyframe's) drains
-/// again after `BUSY_POLL` instead of the next tick: the kernel's buffer (1–2 MB asked for in
-/// `ports.rs`, ≈ 200 KB where refused) must not overflow between two drains and drop the
-/// intercom's packets along with the forged ones.
-const BUSY_DRAIN: usize = 32;
-const BUSY_POLL: Duration = Duration::from_millis(2);
-/// Speex narrowband frame time and its timestamp step at 8 kHz (§10).
-const SILENCE_INTERVAL: Duration = Duration::from_millis(20);
-const SILENCE_TS_STEP: u32 = 160;
-/// After a stall of the task, up to this many 20 ms ticks are made up at once (100 ms: what the
-/// talk queue holds), so talk keeps real time instead of overflowing; a longer stall restarts
-/// the clock.
-const MAX_CATCH_UP: u32 = 5;
 /// A Speex NB frame in sub-mode 0 ("silence", 5 bits 0) padded with zero bits: the 1-byte
 /// payload memphi2/ha-bticino-c300x sends and the unit accepts (§5).
 const SPEEX_SILENCE: [u8; 1] = [0x00];
@@ -53,6 +37,8 @@ const PLI_REPEAT: Duration = Duration::from_millis(500);
 const FIRST_KEYFRAME_GRACE: Duration = Duration::from_millis(400);
 const AUDIO_CLOCK: u32 = 8_000;
 const VIDEO_CLOCK: u32 = 90_000;
+/// The Speex timestamp step of one 20 ms frame at 8 kHz (§10).
+const SILENCE_TS_STEP: u32 = 160;
 /// SDES CNAME in our compound RTCP (RFC 3550 §6.1 wants one in every compound packet).
 const CNAME: &[u8] = b"c300x-bridge";
 const PT_SDES: u8 = 202;
@@ -86,6 +72,10 @@ pub(super) struct StreamTask {
     ts: u32,
     /// Video: when the next PLI is due while no keyframe has arrived since the last request.
     next_pli: Option<Instant>,
+    /// Video: how far the call's first picture has come (drained fast until it is complete).
+    first_picture: FirstPicture,
+    /// The task's start: the fast drain for the first picture ends `FIRST_PICTURE_FAST` after.
+    started: std::time::Instant,
     warned_auth: bool,
     /// Audio: talk frames waiting for their 20 ms tick.
     talk: TalkQueue,
@@ -124,6 +114,10 @@ impl StreamTask {
             MediaKind::Video => VIDEO_CLOCK,
         };
         let next_pli = (p.kind == MediaKind::Video).then(|| Instant::now() + FIRST_KEYFRAME_GRACE);
+        let first_picture = match p.kind {
+            MediaKind::Video => FirstPicture::Waiting,
+            MediaKind::Audio => FirstPicture::Complete,
+        };
         Self {
             p,
             shared,
@@ -136,6 +130,8 @@ impl StreamTask {
             seq: rand::random(),
             ts: rand::random(),
             next_pli,
+            first_picture,
+            started: Instant::now().into_std(),
             warned_auth: false,
             talk: TalkQueue::default(),
             audio_clock: None,
@@ -208,7 +204,8 @@ impl StreamTask {
     fn drain(&mut self, buf: &mut [u8]) -> Option<Instant> {
         let rtp = self.drain_socket(Port::Rtp, buf);
         let rtcp = self.drain_socket(Port::Rtcp, buf);
-        (rtp.max(rtcp) >= BUSY_DRAIN).then(|| Instant::now() + BUSY_POLL)
+        let now = Instant::now().into_std();
+        redrain_at(now, rtp.max(rtcp), self.first_picture, self.started).map(Instant::from_std)
     }
 
     fn drain_socket(&mut self, port: Port, buf: &mut [u8]) -> usize {
@@ -303,7 +300,10 @@ impl StreamTask {
         }
         while let Some(released) = self.reorder.pop() {
             let packet = released.item;
-            if packet.kind == MediaKind::Video && h264::starts_keyframe(&packet.payload) {
+            let keyframe =
+                packet.kind == MediaKind::Video && h264::starts_keyframe(&packet.payload);
+            self.first_picture = self.first_picture.next(keyframe, packet.marker);
+            if keyframe {
                 add(&self.shared.keyframes_seen, 1);
                 if self.next_pli.take().is_some() {
                     tracing::debug!("keyframe arrived; PLI repeat stops");
@@ -427,27 +427,6 @@ impl StreamTask {
     }
 }
 
-/// How many 20 ms audio ticks are due at `now` (normally 1; more after a stall of the task, up
-/// to `MAX_CATCH_UP`), advancing `clock` by as many; a longer stall restarts it at `now`.
-fn ticks_due(clock: &mut Option<Instant>, now: Instant) -> u32 {
-    let step = SILENCE_INTERVAL;
-    let due = clock.map_or(1, |last| {
-        let elapsed = now.saturating_duration_since(last).as_micros();
-        u32::try_from(elapsed / step.as_micros()).unwrap_or(u32::MAX)
-    });
-    match *clock {
-        Some(last) if due <= MAX_CATCH_UP => {
-            let n = due.max(1);
-            *clock = Some(last + step * n);
-            n
-        }
-        _ => {
-            *clock = Some(now);
-            1
-        }
-    }
-}
-
 /// The next talk frame; `None` once every sink is gone. Only polled while `rx` is `Some`.
 async fn recv_talk(rx: &mut Option<mpsc::Receiver<TalkFrame>>) -> Option<TalkFrame> {
     match rx {
@@ -517,20 +496,6 @@ mod tests {
         assert!(!h264::starts_keyframe(&[0x7c]));
         assert!(!h264::starts_keyframe(&[]));
         assert!(!h264::starts_keyframe(&[0x78]));
-    }
-
-    #[test]
-    fn the_audio_clock_makes_up_short_stalls_only() {
-        let t0 = Instant::now();
-        let ms = Duration::from_millis;
-        let mut clock = None;
-        let due: Vec<u32> = [0, 20, 39, 61, 140, 141, 500, 520]
-            .into_iter()
-            .map(|at| ticks_due(&mut clock, t0 + ms(at)))
-            .collect();
-        // A tick a little early still counts once; 61 → 140 is 80 ms: four; 141 → 500 restarts.
-        assert_eq!(due, [1, 1, 1, 1, 4, 1, 1, 1]);
-        assert_eq!(clock, Some(t0 + ms(520)));
     }
 
     #[test]
