@@ -22,6 +22,11 @@ const FRAME: usize = 160;
 
 /// `seconds` of a 440 Hz tone as Speex NB packets of `frames_per_packet` × 20 ms.
 fn speex_packets(seconds: f64, frames_per_packet: usize) -> Vec<Vec<u8>> {
+    speex_tone(TONE_HZ, seconds, frames_per_packet)
+}
+
+/// `seconds` of a `hz` tone as Speex NB packets of `frames_per_packet` × 20 ms.
+fn speex_tone(hz: f32, seconds: f64, frames_per_packet: usize) -> Vec<Vec<u8>> {
     init_ffmpeg();
     let codec = ffmpeg::encoder::find_by_name("libspeex").expect("libspeex encoder");
     let mut enc = ffmpeg::codec::context::Context::new_with_codec(codec)
@@ -47,7 +52,7 @@ fn speex_packets(seconds: f64, frames_per_packet: usize) -> Vec<Vec<u8>> {
         for s in samples.plane_mut::<i16>(0).iter_mut().take(FRAME) {
             let t = n as f32 / 8_000.0;
             n += 1;
-            *s = ((TAU * TONE_HZ * t).sin() * 12_000.0) as i16;
+            *s = ((TAU * hz * t).sin() * 12_000.0) as i16;
         }
         samples.set_pts(Some((index * FRAME) as i64));
         enc.send_frame(&samples).expect("send_frame");
@@ -226,6 +231,30 @@ fn tone_becomes_aac_lc_16k_mono_with_continuous_pts() {
     assert!(rms(body) > 3_000.0, "rms {}", rms(body));
     let hz = zero_crossing_hz(body, 16_000.0);
     assert!((hz - f64::from(TONE_HZ)).abs() < 25.0, "tone at {hz} Hz");
+}
+
+/// The encoder codes only what an 8 kHz source can hold (cutoff 4 kHz, a third of its CPU): the
+/// top of the Speex band must come through as strong as the middle.
+#[test]
+fn the_top_of_the_speex_band_comes_through() {
+    let level = |hz: f32| {
+        let packets = speex_tone(hz, 2.0, 1);
+        let run = transcode(AacSettings::default(), in_order(&packets, 0, 160));
+        let pcm = check_file(&run, 16_000, 2.0);
+        let body = &pcm[8_000..pcm.len() - 8_000];
+        let got = zero_crossing_hz(body, 16_000.0);
+        assert!(
+            (got - f64::from(hz)).abs() < 60.0,
+            "{hz} Hz tone at {got} Hz"
+        );
+        rms(body)
+    };
+    let (middle, top) = (level(1_000.0), level(3_400.0));
+    eprintln!("AAC level of a 1000 Hz tone {middle:.0}, of a 3400 Hz tone {top:.0}");
+    assert!(
+        top > middle * 0.5,
+        "3400 Hz at {top:.0}, 1000 Hz at {middle:.0}"
+    );
 }
 
 #[test]

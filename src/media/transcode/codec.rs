@@ -158,6 +158,9 @@ impl AacEncoder {
         opts.set("aac_coder", "fast");
         opts.set("aac_pns", "0");
         opts.set("aac_tns", "0");
+        // An 8 kHz source holds nothing above 4 kHz: coding only up to there halves the
+        // quantizer search again (test `the_top_of_the_speex_band_comes_through`).
+        opts.set("cutoff", &(SPEEX_RATE / 2).to_string());
         let encoder = enc
             .open_as_with(codec, opts)
             .map_err(ff("open the aac encoder"))?;
