@@ -133,14 +133,52 @@ fn bind_two(ip: IpAddr, base: u16) -> io::Result<(UdpSocket, UdpSocket)> {
 /// kernel drop the intercom's video along with the flood.
 const RECEIVE_BUFFER: libc::c_int = 1 << 20;
 
-/// Best effort, like GStreamer's udpsrc: `SO_RCVBUFFORCE` where we may (CAP_NET_ADMIN, as the
-/// add-on's root), else `SO_RCVBUF` within `rmem_max`; a kernel that refuses both leaves its
-/// default, which works on an unloaded machine.
+/// Best effort, like GStreamer's udpsrc: `SO_RCVBUFFORCE` where we may (CAP_NET_ADMIN), else
+/// `SO_RCVBUF` within `rmem_max` (the add-on's container has no CAP_NET_ADMIN); a kernel that
+/// refuses both leaves its default, which works on an unloaded machine. Said once per process
+/// when the kernel gives less, with the host setting that would give it.
 fn grow_receive_buffer(socket: &UdpSocket) {
+    static SAID: std::sync::Once = std::sync::Once::new();
     let set = set_int_option(socket, libc::SO_RCVBUFFORCE, RECEIVE_BUFFER)
         .or_else(|_| set_int_option(socket, libc::SO_RCVBUF, RECEIVE_BUFFER));
     if let Err(e) = set {
         tracing::debug!(error = %e, "SO_RCVBUF on a media port");
+    }
+    match receive_buffer(socket) {
+        Ok(got) if got < 2 * RECEIVE_BUFFER => SAID.call_once(|| {
+            tracing::info!(
+                "the kernel gives the call's media ports {} KiB of receive buffer instead of {} KiB: \
+                 a flood or a busy host can then cost video (on the host: sysctl -w net.core.rmem_max={})",
+                got / 1024,
+                2 * RECEIVE_BUFFER / 1024,
+                RECEIVE_BUFFER
+            );
+        }),
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "SO_RCVBUF of a media port"),
+    }
+}
+
+/// What the kernel gives a socket to buffer (`SO_RCVBUF`: twice what was asked, capped).
+fn receive_buffer(socket: &UdpSocket) -> io::Result<libc::c_int> {
+    use std::os::fd::AsRawFd;
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a valid descriptor and an out-value with its exact length.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            std::ptr::from_mut(&mut value).cast::<libc::c_void>(),
+            &raw mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -244,25 +282,6 @@ impl CallSockets {
 mod tests {
     use super::*;
 
-    fn receive_buffer(socket: &UdpSocket) -> libc::c_int {
-        use std::os::fd::AsRawFd;
-        let mut value: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: a valid descriptor and an out-value with its exact length.
-        #[allow(unsafe_code)]
-        let rc = unsafe {
-            libc::getsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                std::ptr::from_mut(&mut value).cast::<libc::c_void>(),
-                &raw mut len,
-            )
-        };
-        assert_eq!(rc, 0, "getsockopt: {}", io::Error::last_os_error());
-        value
-    }
-
     #[test]
     fn both_ports_buffer_what_the_tick_needs_within_the_kernels_cap() {
         let pool = PortPool::new(41_000, 41_998);
@@ -276,7 +295,7 @@ mod tests {
         // Forced (root) or within rmem_max: the kernel doubles what it keeps for bookkeeping.
         let floor = 2 * RECEIVE_BUFFER.min(cap);
         for (name, socket) in [("RTP", &pair.rtp), ("RTCP", &pair.rtcp)] {
-            let got = receive_buffer(socket);
+            let got = receive_buffer(socket).expect("getsockopt");
             assert!(
                 got >= floor,
                 "{name} SO_RCVBUF {got}, expected ≥ {floor} (rmem_max {cap})"
