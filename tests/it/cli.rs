@@ -301,6 +301,64 @@ async fn sigterm_with_the_intercom_unreachable_exits_within_five_seconds() {
     drop(listener);
 }
 
+/// SIGTERM while an MJPEG viewer watches the demo: the HTTP server cancels the tasks that
+/// request started (the picture feed, the stream's writer) and waits for them; none is left,
+/// and the bridge exits 0.
+#[test]
+fn sigterm_with_an_mjpeg_viewer_leaves_no_http_task_behind() {
+    use std::io::{Read, Write};
+    let (_, ports) = port_args();
+    let http: u16 = ports
+        .iter()
+        .find_map(|a| a.strip_prefix("http_port="))
+        .and_then(|p| p.parse().ok())
+        .expect("http port");
+    let mut args: Vec<&str> = ports.iter().map(String::as_str).collect();
+    args.extend(["--set", "api_token=mjpeg-stop-test", "demo"]);
+    let mut bridge = Running::start(&args, &[]);
+    assert!(
+        bridge.wait_for("HTTP server listening", Duration::from_secs(20)),
+        "{}",
+        bridge.seen
+    );
+    let mut viewer = std::net::TcpStream::connect(("127.0.0.1", http)).expect("connect");
+    viewer
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    viewer
+        .write_all(
+            b"GET /api/doorbell/mjpeg HTTP/1.1\r\nHost: bridge\r\n\
+              Authorization: Bearer mjpeg-stop-test\r\n\r\n",
+        )
+        .expect("request");
+    // Up to the first picture of the stream.
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 16384];
+    while !got.windows(10).any(|w| w == b"image/jpeg") || got.len() < 2000 {
+        let n = viewer.read(&mut chunk).expect("the stream");
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got[..64])
+    );
+    bridge.sigterm();
+    let status = bridge.exit_within(Duration::from_secs(15));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", bridge.seen);
+    assert!(
+        bridge.seen.contains("HTTP server stopped"),
+        "{}",
+        bridge.seen
+    );
+    assert!(
+        !bridge.seen.contains("HTTP tasks still running"),
+        "{}",
+        bridge.seen
+    );
+}
+
 /// A component whose task panics (the test hook `C300X_TEST_PANIC=<component>`) stops the
 /// whole bridge with a non-zero exit code and one log line naming the component, so the
 /// add-on's Supervisor restarts it instead of leaving a half-working bridge.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::hls_muxer::{Muxer, TARGET};
+use super::tasks::Tasks;
 use crate::media::hub::{StreamHub, ViewerKind};
 
 /// A session without requests for this long (or 2 × the target duration if longer) ends. Not
@@ -120,14 +121,16 @@ pub struct HlsOutput {
     hub: StreamHub,
     slot: Mutex<Option<Arc<Session>>>,
     pub start_timeout: Duration,
+    tasks: Tasks,
 }
 
 impl HlsOutput {
-    pub fn new(hub: StreamHub, start_timeout: Duration) -> Self {
+    pub fn new(hub: StreamHub, start_timeout: Duration, tasks: Tasks) -> Self {
         Self {
             hub,
             slot: Mutex::new(None),
             start_timeout,
+            tasks,
         }
     }
 
@@ -139,7 +142,7 @@ impl HlsOutput {
                 _ => {
                     let s = Arc::new(Session::new());
                     *slot = Some(s.clone());
-                    tokio::spawn(run(self.hub.clone(), s.clone()));
+                    self.tasks.spawn(run(self.hub.clone(), s.clone()));
                     s
                 }
             },

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use super::tasks::Tasks;
 use crate::media::hub::{Frame, StreamHub, VideoFrame, ViewerKind};
 use crate::media::jpeg::{H264Decoder, JpegEncoder};
 
@@ -34,17 +35,19 @@ pub struct JpegFeed {
     hub: StreamHub,
     quality: u8,
     slot: Slot,
+    tasks: Tasks,
 }
 
 /// Access units queued for the decoder thread; beyond, frames are skipped up to the next IDR.
 const DECODE_QUEUE: usize = 32;
 
 impl JpegFeed {
-    pub fn new(hub: StreamHub, quality: u8) -> Self {
+    pub fn new(hub: StreamHub, quality: u8, tasks: Tasks) -> Self {
         Self {
             hub,
             quality,
             slot: Arc::new(Mutex::new(None)),
+            tasks,
         }
     }
 
@@ -61,7 +64,7 @@ impl JpegFeed {
         let (tx, rx) = watch::channel(FeedState::Waiting);
         let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *slot = Some((id, tx.clone()));
-        tokio::spawn(run(
+        self.tasks.spawn(run(
             self.hub.clone(),
             tx,
             self.slot.clone(),

@@ -91,7 +91,7 @@ pub async fn mjpeg(
     let wait = shared.state.config.start_timeout + Duration::from_secs(5);
     let first = next_picture(&mut rx, 0, wait).await?;
     let (mut writer, reader) = tokio::io::duplex(256 * 1024);
-    tokio::spawn(async move {
+    shared.tasks.spawn(async move {
         let mut last = first;
         let mut sent_at = Instant::now();
         if writer.write_all(&part(&last.jpeg)).await.is_err() {

@@ -17,11 +17,12 @@ mod rings;
 mod serve;
 mod snapshot;
 mod talk;
+mod tasks;
 mod ui;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -35,6 +36,7 @@ use crate::media::hub::StreamHub;
 use crate::proto::auth::Policy;
 use crate::servers::access::secrets;
 use crate::servers::limits::{Admission, Caps, ServerStats};
+use tasks::Tasks;
 
 pub use error::ApiError;
 
@@ -85,6 +87,8 @@ pub(crate) struct Shared {
     pub panels: Vec<PanelOutputs>,
     pub rings: Mutex<VecDeque<RingRecord>>,
     pub placeholder: Mutex<Option<((u32, u32), Bytes)>>,
+    /// Every background task a request starts: ended with the server.
+    pub tasks: Tasks,
 }
 
 /// Rings kept for the status page.
@@ -126,7 +130,7 @@ fn follow_rings(shared: &Arc<Shared>) {
     }
     let mut rx = shared.state.intercom.sip().rings();
     let weak = Arc::downgrade(shared);
-    tokio::spawn(async move {
+    shared.tasks.spawn(async move {
         loop {
             let ev = match rx.recv().await {
                 Ok(ev) => ev,
@@ -155,15 +159,25 @@ fn follow_rings(shared: &Arc<Shared>) {
     });
 }
 
-/// The whole HTTP surface. Call it inside a tokio runtime (it follows the ring events).
+/// The whole HTTP surface. Call it inside a tokio runtime (it follows the ring events). The
+/// background tasks its requests start live until the runtime ends (see `run_all`, which ends them
+/// with the server).
 pub fn router(state: HttpState) -> Router {
+    router_with(state, Tasks::new(CancellationToken::new()))
+}
+
+fn router_with(state: HttpState, tasks: Tasks) -> Router {
     let panels = state
         .hubs
         .iter()
         .map(|hub| PanelOutputs {
             hub: hub.clone(),
-            hls: hls_session::HlsOutput::new(hub.clone(), state.config.start_timeout),
-            jpeg: jpeg_feed::JpegFeed::new(hub.clone(), state.config.mjpeg_quality),
+            hls: hls_session::HlsOutput::new(
+                hub.clone(),
+                state.config.start_timeout,
+                tasks.clone(),
+            ),
+            jpeg: jpeg_feed::JpegFeed::new(hub.clone(), state.config.mjpeg_quality, tasks.clone()),
             keyframe_jpeg: Mutex::new(None),
         })
         .collect();
@@ -176,6 +190,7 @@ pub fn router(state: HttpState) -> Router {
         panels,
         rings: Mutex::new(VecDeque::new()),
         placeholder: Mutex::new(None),
+        tasks,
     });
     follow_rings(&shared);
     let app = Router::new()
@@ -213,6 +228,9 @@ pub fn router(state: HttpState) -> Router {
         .layer(axum::middleware::from_fn(guard::unwrap_signed))
 }
 
+/// How long a stopping server waits for its background tasks (each is cancelled first).
+const TASKS_STOP: Duration = Duration::from_secs(1);
+
 /// Serves `router(state)` on `listener` until `shutdown`, taking at most `caps` connections;
 /// open streams end with it.
 pub async fn run(
@@ -235,7 +253,8 @@ pub async fn run_all(
     shutdown: CancellationToken,
 ) {
     let admission = Admission::http(caps, state.stats.clone());
-    let app = router(state);
+    let tasks = Tasks::new(shutdown.child_token());
+    let app = router_with(state, tasks.clone());
     // Owned here: dropping the set (this future ending or being dropped) aborts every listener.
     let mut served = tokio::task::JoinSet::new();
     for listener in listeners {
@@ -250,9 +269,11 @@ pub async fn run_all(
     }
     if served.join_next().await.is_some() && !shutdown.is_cancelled() {
         tracing::warn!("an HTTP listener stopped before the shutdown");
+        tasks.stop(TASKS_STOP).await;
         return;
     }
     while served.join_next().await.is_some() {}
+    tasks.stop(TASKS_STOP).await;
     tracing::info!("HTTP server stopped");
 }
 

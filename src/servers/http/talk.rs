@@ -95,7 +95,7 @@ pub(super) async fn talk(
     stats.talk_sessions.fetch_add(1, Ordering::Relaxed);
     tracing::info!(panel, rate, "push-to-talk: talking");
     // The socket's task owns the talker: it ends with the socket or with the hub's talk.
-    tokio::spawn(async move {
+    shared.tasks.spawn(async move {
         match on_upgrade.await {
             Ok(io) => {
                 let mut cfg = WebSocketConfig::default();
