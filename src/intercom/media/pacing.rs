@@ -53,11 +53,11 @@ impl FirstPicture {
 /// When to drain again before the next tick, after a drain that took `taken` datagrams from
 /// its busier socket: soon after a flood, and while a new call's first picture is coming.
 pub(super) fn redrain_at(
-    now: std::time::Instant,
+    now: Instant,
     taken: usize,
     first_picture: FirstPicture,
-    started: std::time::Instant,
-) -> Option<std::time::Instant> {
+    started: Instant,
+) -> Option<Instant> {
     let first = first_picture != FirstPicture::Complete
         && now.saturating_duration_since(started) < FIRST_PICTURE_FAST;
     (taken >= BUSY_DRAIN || first).then(|| now + BUSY_POLL)
@@ -129,7 +129,7 @@ mod tests {
     #[test]
     fn drains_again_soon_after_a_flood_and_while_the_first_picture_comes() {
         use FirstPicture::{Complete, Started, Waiting};
-        let t0 = std::time::Instant::now();
+        let t0 = Instant::now();
         let ms = Duration::from_millis;
         let soon = |at: u64| Some(t0 + ms(at) + BUSY_POLL);
         // (now in ms, datagrams taken, first picture) → drain again at.

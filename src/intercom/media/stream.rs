@@ -75,7 +75,7 @@ pub(super) struct StreamTask {
     /// Video: how far the call's first picture has come (drained fast until it is complete).
     first_picture: FirstPicture,
     /// The task's start: the fast drain for the first picture ends `FIRST_PICTURE_FAST` after.
-    started: std::time::Instant,
+    started: Instant,
     warned_auth: bool,
     /// Audio: talk frames waiting for their 20 ms tick.
     talk: TalkQueue,
@@ -131,7 +131,7 @@ impl StreamTask {
             ts: rand::random(),
             next_pli,
             first_picture,
-            started: Instant::now().into_std(),
+            started: Instant::now(),
             warned_auth: false,
             talk: TalkQueue::default(),
             audio_clock: None,
@@ -204,8 +204,12 @@ impl StreamTask {
     fn drain(&mut self, buf: &mut [u8]) -> Option<Instant> {
         let rtp = self.drain_socket(Port::Rtp, buf);
         let rtcp = self.drain_socket(Port::Rtcp, buf);
-        let now = Instant::now().into_std();
-        redrain_at(now, rtp.max(rtcp), self.first_picture, self.started).map(Instant::from_std)
+        redrain_at(
+            Instant::now(),
+            rtp.max(rtcp),
+            self.first_picture,
+            self.started,
+        )
     }
 
     fn drain_socket(&mut self, port: Port, buf: &mut [u8]) -> usize {
